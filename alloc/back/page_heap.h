@@ -1,0 +1,325 @@
+// PageHeap: a binary buddy allocator of pages.
+//
+// Memory comes from the OS in chunks of kChunkSize bytes aligned to their
+// size (mmap by default; brk when configured, falling back to mmap). A
+// chunk is cut into blocks of 2^k pages; a free block of order k starts at
+// an offset from its chunk that is a multiple of 2^k pages, and its buddy
+// starts at (offset XOR 2^k pages). Alloc takes the smallest free block of
+// at least the wanted order and splits it in halves; Free merges a block
+// with its free buddy, repeatedly, as far as it goes. So two free buddies
+// of one order never both stay on the free lists.
+//
+// Free-list links and block states live in Span records (metadata), never
+// in the free pages: pages returned to the OS (Release) stay untouched
+// until they are handed out again.
+//
+// Returning memory: every free block records when it became free and how
+// many of its pages are known to be released. ReleaseIdle() gives back
+// blocks idle for longer than the decay time; ReleaseAll() gives back all.
+//
+// Locking: one spinlock guards everything here. Callers may hold a central
+// list lock (order: central -> page heap -> arena/page-map leaves).
+#pragma once
+
+#include "alloc/back/arena.h"
+#include "alloc/back/page_map.h"
+#include "alloc/back/span.h"
+#include "alloc/os/spinlock.h"
+
+namespace strata {
+
+struct PageHeapStats {
+  uint64_t free_blocks[kNumOrders] = {};
+  uint64_t free_pages = 0;
+  uint64_t released_pages = 0;   // of the free pages, known not resident
+  uint64_t used_pages = 0;
+  uint64_t splits = 0;
+  uint64_t merges = 0;
+  uint64_t chunks = 0;
+  uint64_t mmap_bytes = 0;
+  uint64_t brk_bytes = 0;
+  uint64_t released_bytes_total = 0;  // cumulative bytes given back
+  uint64_t largest_free_pages = 0;
+};
+
+template <class Os>
+class PageHeap {
+ public:
+  constexpr PageHeap() = default;
+  PageHeap(Os* os, PageMap<Os>* map, MetaArena<Os>* arena) { Bind(os, map, arena); }
+  void Bind(Os* os, PageMap<Os>* map, MetaArena<Os>* arena) {
+    os_ = os;
+    map_ = map;
+    arena_ = arena;
+  }
+  void set_use_brk(bool b) { use_brk_ = b; }
+  void set_decay_ms(int64_t ms) { decay_ms_ = ms; }
+  void set_lazy_release(bool b) { lazy_release_ = b; }
+  int64_t decay_ms() const { return decay_ms_; }
+
+  // A block of 2^order pages, recorded in the page map for all its pages
+  // with `state` and class `cls`. nullptr when the OS has no memory.
+  Span* Alloc(Order order, SpanState state, uint8_t cls) {
+    LockGuard g(lock_);
+    Span* s = AllocLocked(order);
+    if (s == nullptr) return nullptr;
+    s->state = state;
+    s->cls = cls;
+    map_->Set(s->start, s->pages(), s, cls);
+    used_pages_ += s->pages().n;
+    return s;
+  }
+
+  // Gives a block back; it merges with its free buddies.
+  void Free(Span* s) {
+    uint64_t now = os_->NowMs();
+    LockGuard g(lock_);
+    map_->ClearClass(s->start, s->pages());
+    used_pages_ -= s->pages().n;
+    s->state = SpanState::kFree;
+    s->cls = 0;
+    s->freelist = nullptr;
+    s->bump = 0;
+    s->used = 0;
+    s->bytes = 0;
+    s->clean_pages = 0;
+    s->free_since_ms = now;
+    InsertFreeMerging(s);
+    if (decay_ms_ >= 0 && now >= next_decay_check_ms_) ReleaseIdleLocked(now);
+  }
+
+  // Release blocks that have been free longer than the decay time.
+  size_t ReleaseIdle() {
+    uint64_t now = os_->NowMs();
+    LockGuard g(lock_);
+    return ReleaseIdleLocked(now);
+  }
+  // Release every free page now. Returns bytes newly released.
+  size_t ReleaseAll() {
+    LockGuard g(lock_);
+    return ReleaseWhere(UINT64_MAX);
+  }
+
+  PageHeapStats Stats() {
+    LockGuard g(lock_);
+    PageHeapStats st = stats_;
+    for (unsigned k = 0; k < kNumOrders; ++k) {
+      st.free_blocks[k] = free_[k].count;
+      for (Span* s = free_[k].head; s != nullptr; s = s->next) {
+        st.free_pages += s->pages().n;
+        st.released_pages += s->clean_pages;
+        if (s->pages().n > st.largest_free_pages) st.largest_free_pages = s->pages().n;
+      }
+    }
+    st.used_pages = used_pages_;
+    return st;
+  }
+
+  // Walks every chunk and checks every invariant; on failure writes what
+  // broke into `why` and returns false. For tests.
+  bool Check(const char** why);
+
+  SpinLock& lock() { return lock_; }
+  PageMap<Os>* map() { return map_; }
+
+ private:
+  struct Chunk {
+    uintptr_t base;
+    Chunk* next;
+  };
+
+  Span* AllocLocked(Order want) {
+    unsigned k = want.k;
+    while (k < kNumOrders && free_[k].empty()) ++k;
+    if (k == kNumOrders) {
+      if (!GrowLocked()) return nullptr;
+      k = kMaxOrder;
+    }
+    Span* s = free_[k].Pop();
+    // Split in halves until the block has the wanted order; the upper half
+    // of each split goes back on the free lists.
+    while (k > want.k) {
+      --k;
+      Span* upper = spans_.New(*arena_);
+      if (upper == nullptr) {
+        // Out of metadata: undo and fail cleanly.
+        s->order = uint8_t(k + 1);
+        free_[k + 1].Push(s);
+        return nullptr;
+      }
+      ++stats_.splits;
+      uint32_t half = uint32_t(1) << k;
+      upper->start = s->start + (uintptr_t(half) << kPageShift);
+      upper->order = uint8_t(k);
+      upper->state = SpanState::kFree;
+      upper->free_since_ms = s->free_since_ms;
+      // Released pages are not tracked page by page: split the count.
+      uint32_t clean = s->clean_pages;
+      upper->clean_pages = clean >= 2 * half ? half : clean / 2;
+      s->clean_pages = clean - upper->clean_pages;
+      s->order = uint8_t(k);
+      map_->SetSpan(upper->start, upper);
+      free_[k].Push(upper);
+    }
+    s->clean_pages = 0;
+    s->next = s->prev = nullptr;
+    return s;
+  }
+
+  void InsertFreeMerging(Span* s) {
+    unsigned k = s->order;
+    while (k < kMaxOrder) {
+      uintptr_t chunk = AlignDown(s->start, kChunkSize);
+      uintptr_t buddy_start = chunk + ((s->start - chunk) ^ (uintptr_t(kPageSize) << k));
+      Span* b = map_->SpanOf(buddy_start);
+      if (b == nullptr || b->state != SpanState::kFree || b->start != buddy_start || b->order != k) {
+        break;
+      }
+      free_[k].Remove(b);
+      ++stats_.merges;
+      if (b->start < s->start) s->start = b->start;
+      s->clean_pages += b->clean_pages;
+      if (b->free_since_ms > s->free_since_ms) s->free_since_ms = b->free_since_ms;
+      spans_.Delete(b);
+      ++k;
+      s->order = uint8_t(k);
+    }
+    map_->SetSpan(s->start, s);
+    free_[k].Push(s);
+  }
+
+  bool GrowLocked() {
+    void* mem = nullptr;
+    if (use_brk_) {
+      mem = os_->GrowBreak(kChunkSize, kChunkSize);
+      if (mem != nullptr) stats_.brk_bytes += kChunkSize;
+    }
+    if (mem == nullptr) {
+      mem = os_->Map(kChunkSize, kChunkSize);
+      if (mem == nullptr) return false;
+      stats_.mmap_bytes += kChunkSize;
+    }
+    uintptr_t base = uintptr_t(mem);
+    Chunk* c = static_cast<Chunk*>(arena_->Alloc(sizeof(Chunk)));
+    Span* s = spans_.New(*arena_);
+    if (c == nullptr || s == nullptr || !map_->Ensure(base, kChunkSize)) {
+      // The record memory (if any) stays in the arena; the chunk goes back.
+      if (s != nullptr) spans_.Delete(s);
+      os_->Unmap(mem, kChunkSize);
+      return false;
+    }
+    c->base = base;
+    c->next = chunks_;
+    chunks_ = c;
+    ++stats_.chunks;
+    s->start = base;
+    s->order = kMaxOrder;
+    s->state = SpanState::kFree;
+    s->clean_pages = uint32_t(Order{kMaxOrder}.pages().n);  // fresh: not resident
+    s->free_since_ms = os_->NowMs();
+    map_->SetSpan(base, s);
+    free_[kMaxOrder].Push(s);
+    return true;
+  }
+
+  size_t ReleaseIdleLocked(uint64_t now) {
+    uint64_t period = decay_ms_ > 4 ? uint64_t(decay_ms_) / 4 : 1;
+    next_decay_check_ms_ = now + period;
+    if (decay_ms_ < 0) return 0;
+    uint64_t cutoff = now >= uint64_t(decay_ms_) ? now - uint64_t(decay_ms_) : 0;
+    return ReleaseWhere(cutoff);
+  }
+
+  // Releases free blocks whose free_since_ms <= cutoff. Lock held.
+  size_t ReleaseWhere(uint64_t cutoff) {
+    size_t released = 0;
+    for (unsigned k = 0; k < kNumOrders; ++k) {
+      for (Span* s = free_[k].head; s != nullptr; s = s->next) {
+        uint32_t pages = uint32_t(s->pages().n);
+        if (s->clean_pages == pages || s->free_since_ms > cutoff) continue;
+        os_->Release(reinterpret_cast<void*>(s->start), s->pages().bytes(), lazy_release_);
+        released += size_t(pages - s->clean_pages) << kPageShift;
+        s->clean_pages = pages;
+      }
+    }
+    stats_.released_bytes_total += released;
+    return released;
+  }
+
+  Os* os_ = nullptr;
+  PageMap<Os>* map_ = nullptr;
+  MetaArena<Os>* arena_ = nullptr;
+  SpinLock lock_;
+  SpanList free_[kNumOrders];
+  RecordPool<Span, Os> spans_;
+  Chunk* chunks_ = nullptr;
+  PageHeapStats stats_;
+  uint64_t used_pages_ = 0;
+  uint64_t next_decay_check_ms_ = 0;
+  int64_t decay_ms_ = 1000;
+  bool use_brk_ = false;
+  bool lazy_release_ = false;
+};
+
+template <class Os>
+bool PageHeap<Os>::Check(const char** why) {
+  LockGuard g(lock_);
+  auto fail = [why](const char* w) {
+    *why = w;
+    return false;
+  };
+  size_t listed[kNumOrders] = {};
+  for (unsigned k = 0; k < kNumOrders; ++k) {
+    size_t n = 0;
+    for (Span* s = free_[k].head; s != nullptr; s = s->next) {
+      if (s->state != SpanState::kFree) return fail("span on a free list is not free");
+      if (s->order != k) return fail("span on the free list of another order");
+      if (s->next != nullptr && s->next->prev != s) return fail("free list links broken");
+      ++n;
+    }
+    if (n != free_[k].count) return fail("free list count wrong");
+  }
+  size_t used = 0;
+  for (Chunk* c = chunks_; c != nullptr; c = c->next) {
+    uintptr_t a = c->base, end = c->base + kChunkSize;
+    Span* prev_free = nullptr;
+    while (a < end) {
+      Span* s = map_->SpanOf(a);
+      if (s == nullptr || s->start != a) return fail("page map does not know a block start");
+      size_t off_pages = (a - c->base) >> kPageShift;
+      if (off_pages % s->pages().n != 0) return fail("block not aligned to its order");
+      if (s->end() > end) return fail("block runs past its chunk");
+      if (s->state == SpanState::kFree) {
+        ++listed[s->order];
+        if (s->clean_pages > s->pages().n) return fail("more released pages than pages");
+        // A free block and a free buddy of the same order must have merged.
+        uintptr_t buddy = c->base + ((a - c->base) ^ Order{s->order}.bytes());
+        Span* b = map_->SpanOf(buddy);
+        if (s->order < kMaxOrder && b != nullptr && b->state == SpanState::kFree &&
+            b->start == buddy && b->order == s->order) {
+          return fail("two free buddies did not merge");
+        }
+        if (map_->ClassOf(a) != 0) return fail("free block has a size class");
+        prev_free = s;
+      } else if (s->state == SpanState::kSmall || s->state == SpanState::kPageObject) {
+        used += s->pages().n;
+        for (size_t i = 0; i < s->pages().n; ++i) {
+          uintptr_t p = a + (i << kPageShift);
+          if (map_->SpanOf(p) != s) return fail("a page of a live span maps elsewhere");
+          if (map_->ClassOf(p) != s->cls) return fail("a page of a live span has the wrong class");
+        }
+      } else {
+        return fail("block in a chunk with an unexpected state");
+      }
+      a = s->end();
+    }
+    (void)prev_free;
+  }
+  for (unsigned k = 0; k < kNumOrders; ++k) {
+    if (listed[k] != free_[k].count) return fail("free block not on its list, or listed twice");
+  }
+  if (used != used_pages_) return fail("used page count wrong");
+  return true;
+}
+
+}  // namespace strata

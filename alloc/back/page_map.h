@@ -1,0 +1,115 @@
+// PageMap: from any address to the span that owns its page, in O(1),
+// without touching the address itself.
+//
+// A two-level radix tree over the 48-bit address space: the root has one
+// slot per GiB; a leaf covers one GiB (2^18 pages) and holds, per page, the
+// owning Span* and the page's size class (0 = "not a small object": free,
+// large, a page-sized object, or not ours). The class byte is what the free
+// fast path reads (two dependent loads); the Span* serves the slow paths.
+//
+// Leaves come from the OS layer (lazily backed, so only the touched part of
+// a leaf costs memory) and are never freed. Readers take no lock: leaves
+// are published with a release store and entries are written by the owner
+// of the pages (the page heap or the large-object registry) before the
+// pages are handed out. Writers of *leaves* serialise on leaf_lock_.
+//
+// Invariant: every page of every live span maps to that span (and, for a
+// span of small objects, to its class); the first page of every free buddy
+// block maps to that block's record. Anything else may hold a stale Span*,
+// so readers check the span's state and range before trusting it.
+#pragma once
+
+#include <atomic>
+
+#include "alloc/base.h"
+#include "alloc/os/spinlock.h"
+
+namespace strata {
+
+struct Span;
+
+template <class Os>
+class PageMap {
+ public:
+  static constexpr unsigned kLeafBits = 30 - kPageShift;  // 1 GiB per leaf
+  static constexpr size_t kLeafPages = size_t{1} << kLeafBits;
+  static constexpr unsigned kRootBits = kAddressBits - 30;
+  static constexpr size_t kRootSize = size_t{1} << kRootBits;
+
+  struct Leaf {
+    uint8_t cls[kLeafPages];
+    Span* span[kLeafPages];
+  };
+
+  constexpr PageMap() = default;
+  explicit PageMap(Os* os) : os_(os) {}
+  void set_os(Os* os) { os_ = os; }
+
+  // The class byte for `a`: 0 unless a is inside a live span of small
+  // objects. This is the free fast path; it must stay tiny.
+  STRATA_INLINE size_t ClassOf(uintptr_t a) const {
+    if (STRATA_UNLIKELY(a >> kAddressBits)) return 0;
+    const Leaf* leaf = root_[a >> 30].load(std::memory_order_acquire);
+    if (STRATA_UNLIKELY(leaf == nullptr)) return 0;
+    return leaf->cls[(a >> kPageShift) & (kLeafPages - 1)];
+  }
+
+  // The span record last stored for a's page (may be stale: see above).
+  STRATA_INLINE Span* SpanOf(uintptr_t a) const {
+    if (STRATA_UNLIKELY(a >> kAddressBits)) return nullptr;
+    const Leaf* leaf = root_[a >> 30].load(std::memory_order_acquire);
+    if (leaf == nullptr) return nullptr;
+    return leaf->span[(a >> kPageShift) & (kLeafPages - 1)];
+  }
+
+  // Makes sure leaves exist for [start, start + bytes). False when the OS
+  // has no memory for a leaf.
+  bool Ensure(uintptr_t start, size_t bytes) {
+    uintptr_t first = start >> 30, last = (start + bytes - 1) >> 30;
+    for (uintptr_t i = first; i <= last; ++i) {
+      if (root_[i].load(std::memory_order_acquire) != nullptr) continue;
+      LockGuard g(leaf_lock_);
+      if (root_[i].load(std::memory_order_relaxed) != nullptr) continue;
+      void* mem = os_->Map(sizeof(Leaf));
+      if (mem == nullptr) return false;
+      leaf_bytes_ += sizeof(Leaf);
+      root_[i].store(static_cast<Leaf*>(mem), std::memory_order_release);
+    }
+    return true;
+  }
+
+  // Record `span` and `cls` for `pages` pages from `start` (leaves must
+  // exist: Ensure first).
+  void Set(uintptr_t start, Pages pages, Span* span, uint8_t cls) {
+    for (size_t i = 0; i < pages.n; ++i) {
+      uintptr_t a = start + (i << kPageShift);
+      Leaf* leaf = root_[a >> 30].load(std::memory_order_relaxed);
+      size_t idx = (a >> kPageShift) & (kLeafPages - 1);
+      leaf->span[idx] = span;
+      leaf->cls[idx] = cls;
+    }
+  }
+  void SetSpan(uintptr_t a, Span* span) {
+    Leaf* leaf = root_[a >> 30].load(std::memory_order_relaxed);
+    leaf->span[(a >> kPageShift) & (kLeafPages - 1)] = span;
+  }
+  void ClearClass(uintptr_t start, Pages pages) {
+    for (size_t i = 0; i < pages.n; ++i) {
+      uintptr_t a = start + (i << kPageShift);
+      Leaf* leaf = root_[a >> 30].load(std::memory_order_relaxed);
+      leaf->cls[(a >> kPageShift) & (kLeafPages - 1)] = 0;
+    }
+  }
+
+  // Bytes of leaves mapped (virtual; resident is what was touched).
+  size_t leaf_bytes() const { return leaf_bytes_; }
+  SpinLock& leaf_lock() { return leaf_lock_; }
+
+ private:
+  Os* os_ = nullptr;
+  SpinLock leaf_lock_;
+  size_t leaf_bytes_ = 0;
+  std::atomic<Leaf*> root_[kRootSize] = {};
+};
+
+}  // namespace strata

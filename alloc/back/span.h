@@ -1,0 +1,72 @@
+// Span: the record for one run of pages (a buddy block) or one large
+// mapping. Records live in metadata (MetaArena via RecordPool), never in
+// the pages they describe, so pages returned to the OS are not touched.
+//
+// Who owns which fields:
+//  - page heap (under its lock): start, order, state kFree, clean_pages,
+//    free_since_ms, next/prev while on a free list;
+//  - central list of `cls` (under its lock): freelist, bump, used,
+//    next/prev while on the central list;
+//  - large registry (under its lock): bytes, next/prev.
+#pragma once
+
+#include "alloc/base.h"
+
+namespace strata {
+
+enum class SpanState : uint8_t {
+  kNone = 0,     // a recycled or unused record
+  kFree,         // a free buddy block in the page heap
+  kSmall,        // a span carved into objects of one size class
+  kPageObject,   // one object of whole pages from the page heap (aligned)
+  kLarge,        // a large object with its own mapping
+};
+
+struct Span {
+  uintptr_t pool_link = 0;    // first word: RecordPool's free-list link
+  uintptr_t start = 0;        // first byte
+  Span* next = nullptr;
+  Span* prev = nullptr;
+  void* freelist = nullptr;   // kSmall: objects given back
+  uintptr_t bump = 0;         // kSmall: first never-handed-out object
+  size_t bytes = 0;           // kLarge: mapping length; kPageObject: usable
+  uint64_t free_since_ms = 0; // kFree: when it became free (decay)
+  uint32_t used = 0;          // kSmall: objects out of the span
+  uint32_t clean_pages = 0;   // kFree: pages known not resident
+  uint8_t order = 0;
+  SpanState state = SpanState::kNone;
+  uint8_t cls = 0;
+  uint8_t on_list = 0;        // kSmall: 1 while on its central partial list
+
+  Pages pages() const { return Order{order}.pages(); }
+  uintptr_t end() const { return start + Order{order}.bytes(); }
+};
+
+// An intrusive doubly linked list of spans (null-terminated, so it is
+// constant-initialisable).
+struct SpanList {
+  Span* head = nullptr;
+  size_t count = 0;
+
+  bool empty() const { return head == nullptr; }
+  void Push(Span* s) {
+    s->prev = nullptr;
+    s->next = head;
+    if (head != nullptr) head->prev = s;
+    head = s;
+    ++count;
+  }
+  void Remove(Span* s) {
+    if (s->prev != nullptr) s->prev->next = s->next; else head = s->next;
+    if (s->next != nullptr) s->next->prev = s->prev;
+    s->next = s->prev = nullptr;
+    --count;
+  }
+  Span* Pop() {
+    Span* s = head;
+    if (s != nullptr) Remove(s);
+    return s;
+  }
+};
+
+}  // namespace strata

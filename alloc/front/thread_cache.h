@@ -1,0 +1,150 @@
+// ThreadCache: one per thread, a free list per size class, no lock and no
+// atomic. malloc pops from the class's list, free pushes onto it; the rest
+// of the allocator exists so that these two rarely leave the cache.
+//
+// The pop and push themselves are written out in alloc/strata.h (the fast
+// path, on one screen); this class holds the data and the out-of-line slow
+// paths: Refill (list empty: take a batch from the central list), Overflow
+// (list over its limit: give a batch back), Scavenge (the thread holds more
+// than its byte budget) and FlushAll (thread exit, malloc_trim).
+//
+// List limits start at one batch and grow by a batch on each refill (slow
+// start), up to a per-class cap, so a thread that uses a class a little
+// holds little of it. The bytes cached by one thread are bounded by its
+// budget, which shrinks as threads multiply (see SetBudget).
+//
+// `Backend` supplies RemoveRange(cls, head, tail, n) and InsertRange(cls,
+// head, n): the central lists in production, a fake in tests.
+#pragma once
+
+#include "alloc/middle/size_class.h"
+
+namespace strata {
+
+struct FreeList {
+  void* head;
+  uint32_t count;
+  uint32_t max;       // over this, a batch goes back to the central list
+  uint64_t allocs;    // stats: mallocs served for this class by this thread
+  uint64_t frees;     // stats: frees received
+};
+
+enum class CacheState : uint8_t {
+  kUninit = 0,   // zero-initialised TLS: first slow path sets it up
+  kActive,
+  kInitializing, // set-up in progress (it may call malloc recursively)
+  kDead,         // thread exit ran: frees go straight to the central lists
+};
+
+struct ThreadCacheStats {
+  uint64_t hits = 0;       // allocations served from the cache
+  uint64_t misses = 0;     // refills from the central lists
+  uint64_t flushes = 0;    // batches given back
+  uint64_t cached_bytes = 0;
+};
+
+template <class Backend>
+class ThreadCache {
+ public:
+  static constexpr size_t kListCapBytes = 256 << 10;
+
+  FreeList lists[kNumClasses];
+  CacheState state;
+  uint32_t slow_events;
+  uint64_t misses;
+  uint64_t flushes;
+  size_t budget;
+  ThreadCache* reg_next;  // registry of live caches (owned by the glue)
+  ThreadCache* reg_prev;
+
+  static uint32_t MaxListLength(size_t cls) {
+    const ClassInfo& c = Info(cls);
+    size_t cap = kListCapBytes / c.size;
+    size_t hi = size_t(c.batch) * 64;
+    if (cap > hi) cap = hi;
+    if (cap < c.batch) cap = c.batch;
+    return uint32_t(cap);
+  }
+
+  void Activate(size_t budget_bytes) {
+    for (size_t c = 1; c < kNumClasses; ++c) {
+      lists[c].max = Info(c).batch;
+    }
+    budget = budget_bytes;
+    state = CacheState::kActive;
+  }
+
+  // The list of `cls` is empty: refill it with a batch and return one
+  // object (nullptr when out of memory).
+  STRATA_NOINLINE void* Refill(size_t cls, Backend& backend) {
+    FreeList& l = lists[cls];
+    const ClassInfo& c = Info(cls);
+    void* head;
+    void* tail;
+    int n = backend.RemoveRange(cls, &head, &tail, int(c.batch));
+    if (n == 0) return nullptr;
+    ++misses;
+    l.head = *static_cast<void**>(head);
+    l.count += uint32_t(n - 1);
+    ++l.allocs;
+    if (l.max < MaxListLength(cls)) l.max += c.batch;
+    if ((++slow_events & 15) == 0) MaybeScavenge(backend);
+    return head;
+  }
+
+  // The list of `cls` went over its limit: give a batch back.
+  STRATA_NOINLINE void Overflow(size_t cls, Backend& backend) {
+    FreeList& l = lists[cls];
+    uint32_t n = Info(cls).batch;
+    if (n > l.count) n = l.count;
+    Release(cls, n, backend);
+    if ((++slow_events & 15) == 0) MaybeScavenge(backend);
+  }
+
+  // Moves the first n objects of a list to the central list.
+  void Release(size_t cls, uint32_t n, Backend& backend) {
+    if (n == 0) return;
+    FreeList& l = lists[cls];
+    void* head = l.head;
+    void* last = head;
+    for (uint32_t i = 1; i < n; ++i) last = *static_cast<void**>(last);
+    l.head = *static_cast<void**>(last);
+    *static_cast<void**>(last) = nullptr;
+    l.count -= n;
+    ++flushes;
+    backend.InsertRange(cls, head, int(n));
+  }
+
+  size_t CachedBytes() const {
+    size_t total = 0;
+    for (size_t c = 1; c < kNumClasses; ++c) total += size_t(lists[c].count) * Info(c).size;
+    return total;
+  }
+
+  // Over budget: halve every list.
+  void MaybeScavenge(Backend& backend) {
+    if (CachedBytes() <= budget) return;
+    for (size_t c = 1; c < kNumClasses; ++c) {
+      Release(c, lists[c].count / 2 + (lists[c].count & 1), backend);
+      if (lists[c].max > Info(c).batch) lists[c].max /= 2;
+      if (lists[c].max < Info(c).batch) lists[c].max = Info(c).batch;
+    }
+  }
+
+  // Everything back to the central lists.
+  void FlushAll(Backend& backend) {
+    for (size_t c = 1; c < kNumClasses; ++c) Release(c, lists[c].count, backend);
+  }
+
+  ThreadCacheStats Stats() const {
+    ThreadCacheStats st;
+    for (size_t c = 1; c < kNumClasses; ++c) st.hits += lists[c].allocs;
+    st.misses = misses;
+    st.hits -= misses < st.hits ? misses : st.hits;
+    st.flushes = flushes;
+    st.cached_bytes = CachedBytes();
+    return st;
+  }
+};
+
+}  // namespace strata

@@ -1,0 +1,196 @@
+// CentralList: the objects of one size class that are not in any thread
+// cache, kept in their spans, as a slab allocator does.
+//
+// A span of this class is in one of three states:
+//   partial: some objects out, some free      -> on partial_
+//   full:    every object out                 -> on no list (found again
+//            through the page map when an object comes back)
+//   empty:   no object out                    -> on empty_ (at most
+//            kMaxEmptySpans kept; the rest go back to the page heap)
+// Objects inside a span are carved lazily: `bump` is the first object never
+// handed out, `freelist` chains objects that came back (the link is stored
+// in the free object itself, as in every slab allocator).
+//
+// Thread caches move objects in batches: RemoveRange hands out a chain of
+// up to n objects, InsertRange takes a chain back.
+//
+// Locking: one spinlock per class. Calls into the page heap are made with
+// it held (order: central -> page heap); spans going back to the page heap
+// are released after it is dropped.
+#pragma once
+
+#include "alloc/back/page_heap.h"
+#include "alloc/middle/size_class.h"
+
+namespace strata {
+
+struct CentralStats {
+  uint64_t spans = 0;          // live spans of this class (partial+full+empty)
+  uint64_t partial_spans = 0;
+  uint64_t empty_spans = 0;
+  uint64_t objects_out = 0;    // objects currently outside the central list
+  uint64_t free_objects = 0;   // objects free inside its spans
+  uint64_t lock_acquisitions = 0;
+  uint64_t lock_contended = 0;
+  uint64_t span_allocs = 0;    // spans taken from the page heap
+  uint64_t span_frees = 0;     // spans given back to it
+};
+
+template <class Os>
+class CentralList {
+ public:
+  static constexpr size_t kMaxEmptySpans = 1;
+
+  constexpr CentralList() = default;
+  void Init(uint8_t cls, PageHeap<Os>* heap) {
+    cls_ = cls;
+    heap_ = heap;
+    size_ = Info(cls).size;
+    objects_ = Info(cls).objects;
+    order_ = Order{Info(cls).order};
+  }
+
+  // Takes up to n objects, chained through their first word; *head gets
+  // the first, *tail the last. Returns how many (0: out of memory).
+  int RemoveRange(void** head, void** tail, int n) {
+    void* first = nullptr;
+    void* last = nullptr;
+    int got = 0;
+    LockGuard g(lock_);
+    while (got < n) {
+      Span* s = partial_.head;
+      if (s == nullptr) {
+        s = TakeSpanLocked();
+        if (s == nullptr) break;
+      }
+      uintptr_t limit = s->start + uintptr_t(objects_) * size_;
+      while (got < n) {
+        void* o;
+        if (s->freelist != nullptr) {
+          o = s->freelist;
+          s->freelist = *static_cast<void**>(o);
+        } else if (s->bump + size_ <= limit) {
+          o = reinterpret_cast<void*>(s->bump);
+          s->bump += size_;
+        } else {
+          break;
+        }
+        if (last == nullptr) first = o; else *static_cast<void**>(last) = o;
+        last = o;
+        ++got;
+        ++s->used;
+      }
+      if (s->used == objects_) {
+        partial_.Remove(s);
+        s->on_list = 0;
+      }
+    }
+    if (last != nullptr) *static_cast<void**>(last) = nullptr;
+    objects_out_ += uint64_t(got);
+    *head = first;
+    *tail = last;
+    return got;
+  }
+
+  // Takes back a chain of n objects (null-terminated through first words).
+  void InsertRange(void* head, int n) {
+    SpanList to_release;
+    {
+      LockGuard g(lock_);
+      void* o = head;
+      for (int i = 0; i < n; ++i) {
+        void* next = *static_cast<void**>(o);
+        Span* s = heap_->map()->SpanOf(uintptr_t(o));
+        if (STRATA_UNLIKELY(s->used == 0)) {
+          // Every object of the span is already free: this one was freed
+          // twice. Cheap to see here, fatal to let through.
+          Fatalf("double free of %p (size class %u, %u bytes)", o, unsigned(cls_), unsigned(size_));
+        }
+        *static_cast<void**>(o) = s->freelist;
+        s->freelist = o;
+        if (s->on_list == 0) {
+          partial_.Push(s);
+          s->on_list = 1;
+        }
+        if (--s->used == 0) {
+          partial_.Remove(s);
+          if (empty_.count < kMaxEmptySpans) {
+            empty_.Push(s);
+            s->on_list = 2;
+          } else {
+            s->on_list = 0;
+            ++span_frees_;
+            --spans_;
+            to_release.Push(s);
+          }
+        }
+        o = next;
+      }
+      objects_out_ -= uint64_t(n);
+    }
+    while (Span* s = to_release.Pop()) heap_->Free(s);
+  }
+
+  // Gives every empty span back to the page heap (malloc_trim).
+  void ReleaseEmpty() {
+    SpanList to_release;
+    {
+      LockGuard g(lock_);
+      while (Span* s = empty_.Pop()) {
+        s->on_list = 0;
+        ++span_frees_;
+        --spans_;
+        to_release.Push(s);
+      }
+    }
+    while (Span* s = to_release.Pop()) heap_->Free(s);
+  }
+
+  CentralStats Stats() {
+    CentralStats st;
+    LockGuard g(lock_);
+    st.spans = spans_;
+    st.partial_spans = partial_.count;
+    st.empty_spans = empty_.count;
+    st.objects_out = objects_out_;
+    st.free_objects = spans_ * objects_ - objects_out_;
+    st.span_allocs = span_allocs_;
+    st.span_frees = span_frees_;
+    st.lock_acquisitions = lock_.acquisitions();
+    st.lock_contended = lock_.contended();
+    return st;
+  }
+
+  SpinLock& lock() { return lock_; }
+
+ private:
+  // A span with free objects: an empty one we kept, or a new one.
+  Span* TakeSpanLocked() {
+    Span* s = empty_.Pop();
+    if (s == nullptr) {
+      s = heap_->Alloc(order_, SpanState::kSmall, cls_);
+      if (s == nullptr) return nullptr;
+      s->bump = s->start;
+      ++spans_;
+      ++span_allocs_;
+    }
+    partial_.Push(s);
+    s->on_list = 1;
+    return s;
+  }
+
+  SpinLock lock_;
+  SpanList partial_;
+  SpanList empty_;
+  PageHeap<Os>* heap_ = nullptr;
+  uint32_t size_ = 0;
+  uint32_t objects_ = 0;
+  Order order_{};
+  uint8_t cls_ = 0;
+  uint64_t spans_ = 0;
+  uint64_t objects_out_ = 0;
+  uint64_t span_allocs_ = 0;
+  uint64_t span_frees_ = 0;
+};
+
+}  // namespace strata

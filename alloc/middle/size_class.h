@@ -1,0 +1,114 @@
+// Size classes: generated at compile time from three rules.
+//
+//  1. Every class size is a multiple of 16 (malloc's alignment on x86-64).
+//  2. Up to 128 bytes, classes are 16 bytes apart; above, there are 4
+//     classes per doubling, so neighbours are at most 25% apart and the
+//     internal waste of a small object is below 20% of its size.
+//  3. Small objects go up to kMaxSmall (256 KiB); larger ones are "large".
+//
+// For each class the generator also picks the span order (the smallest
+// buddy block whose tail waste is at most 1/8 and that holds at least 8
+// objects or is at least 64 KiB) and the batch size moved between thread
+// caches and central lists.
+//
+// Size to class is one table lookup: sizes up to 1 KiB index a table in
+// steps of 16, larger ones a table in steps of 128 (every class above 1 KiB
+// is a multiple of 128). Class 0 is reserved: in the page map it means
+// "not a small object".
+#pragma once
+
+#include <array>
+
+#include "alloc/base.h"
+
+namespace strata {
+
+inline constexpr size_t kMaxSmall = 256 * 1024;
+inline constexpr size_t kMaxSmallStep16 = 1024;
+
+struct ClassInfo {
+  uint32_t size;      // object size in bytes
+  uint32_t objects;   // objects per span
+  uint8_t order;      // span order (span = 2^order pages)
+  uint8_t batch;      // objects per transfer between thread cache and central
+};
+
+namespace sizeclass_detail {
+
+constexpr size_t CountClasses() {
+  size_t n = 1;  // class 0
+  for (size_t s = 16; s <= 128; s += 16) ++n;
+  for (size_t base = 128; base < kMaxSmall; base *= 2) n += 4;
+  return n;
+}
+
+}  // namespace sizeclass_detail
+
+inline constexpr size_t kNumClasses = sizeclass_detail::CountClasses();
+
+namespace sizeclass_detail {
+
+constexpr ClassInfo MakeInfo(size_t size) {
+  ClassInfo c{};
+  c.size = uint32_t(size);
+  unsigned k = 0;
+  for (;; ++k) {
+    size_t span = kPageSize << k;
+    if (span < size) continue;
+    size_t objs = span / size;
+    size_t waste = span - objs * size;
+    bool waste_ok = waste * 8 <= span;
+    bool big_enough = objs >= 8 || span >= 64 * 1024;
+    if ((waste_ok && big_enough) || k == kMaxOrder) break;
+  }
+  c.order = uint8_t(k);
+  c.objects = uint32_t((kPageSize << k) / size);
+  size_t batch = (64 * 1024) / size;
+  if (batch < 1) batch = 1;
+  if (batch > 32) batch = 32;
+  c.batch = uint8_t(batch);
+  return c;
+}
+
+constexpr std::array<ClassInfo, kNumClasses> MakeClasses() {
+  std::array<ClassInfo, kNumClasses> t{};
+  size_t i = 1;
+  for (size_t s = 16; s <= 128; s += 16) t[i++] = MakeInfo(s);
+  for (size_t base = 128; base < kMaxSmall; base *= 2) {
+    for (size_t q = 1; q <= 4; ++q) t[i++] = MakeInfo(base + base / 4 * q);
+  }
+  return t;
+}
+
+constexpr std::array<ClassInfo, kNumClasses> kInfo = MakeClasses();
+
+template <size_t kStep, size_t kMax>
+constexpr std::array<uint8_t, kMax / kStep + 1> MakeLookup() {
+  std::array<uint8_t, kMax / kStep + 1> t{};
+  size_t cls = 1;
+  for (size_t i = 0; i < t.size(); ++i) {
+    size_t size = i * kStep;  // the largest size that maps to index i
+    while (kInfo[cls].size < size) ++cls;
+    t[i] = uint8_t(cls);
+  }
+  return t;
+}
+
+}  // namespace sizeclass_detail
+
+inline constexpr auto kSmallLookup = sizeclass_detail::MakeLookup<16, kMaxSmallStep16>();
+inline constexpr auto kBigLookup = sizeclass_detail::MakeLookup<128, kMaxSmall>();
+
+STRATA_INLINE const ClassInfo& Info(size_t cls) { return sizeclass_detail::kInfo[cls]; }
+constexpr const std::array<ClassInfo, kNumClasses>& AllClasses() { return sizeclass_detail::kInfo; }
+
+// Requires size <= kMaxSmall. Size 0 gets the smallest class.
+STRATA_INLINE size_t SizeToClass(size_t size) {
+  if (size <= kMaxSmallStep16) return kSmallLookup[(size + 15) >> 4];
+  return kBigLookup[(size + 127) >> 7];
+}
+
+static_assert(kNumClasses < 256, "class must fit in a byte of the page map");
+static_assert(sizeclass_detail::kInfo[kNumClasses - 1].size == kMaxSmall);
+
+}  // namespace strata

@@ -1,0 +1,62 @@
+// Statistics: each layer keeps its own counters (thread caches: plain
+// per-thread integers; central lists, page heap, large heap: counters
+// under their own locks). A Snapshot merges them on demand; the writers
+// format a snapshot into a caller's fixed buffer and never allocate.
+#pragma once
+
+#include "alloc/back/page_heap.h"
+#include "alloc/front/thread_cache.h"
+#include "alloc/large/large.h"
+#include "alloc/middle/central.h"
+
+namespace strata {
+
+struct Heap;
+
+// Thread-cache counters summed over threads (live and exited).
+struct ThreadTotals {
+  uint64_t allocs[kNumClasses] = {};
+  uint64_t frees[kNumClasses] = {};
+  uint64_t misses = 0;
+  uint64_t flushes = 0;
+  void Add(const ThreadCache<Heap>& tc);
+};
+
+struct ClassRow {
+  uint64_t size, allocs, frees, live, spans, cached;
+};
+
+struct Snapshot {
+  ThreadTotals threads;
+  uint64_t live_threads = 0;
+  uint64_t cached_bytes = 0;      // in thread caches
+  CentralStats central[kNumClasses];
+  PageHeapStats pages;
+  LargeStats large;
+  uint64_t page_objects = 0;
+  uint64_t page_object_frees = 0;
+  uint64_t metadata_bytes = 0;
+  uint64_t resident_bytes = 0;
+
+  // Derived by Finish().
+  uint64_t small_live_bytes = 0;   // class size x live objects
+  uint64_t page_object_bytes = 0;
+  uint64_t allocated_bytes = 0;    // live bytes handed to the program
+  uint64_t mapped_bytes = 0;       // chunks + large mappings + metadata
+  uint64_t released_bytes = 0;     // free page-heap bytes returned to the OS
+  uint64_t central_free_bytes = 0; // free objects inside spans
+  uint64_t heap_free_bytes = 0;    // free pages in the page heap
+  uint64_t hits = 0, misses = 0;
+  uint64_t lock_acquisitions = 0, lock_contended = 0;
+  uint64_t allocs = 0, frees = 0;
+};
+
+void TakeSnapshot(Snapshot* snap);  // alloc/strata.cc
+void Finish(Snapshot* snap);
+ClassRow Row(const Snapshot& snap, size_t cls);
+
+// Human-readable report into buf (NUL-terminated, truncated if needed).
+// Returns the length a complete report needs.
+size_t WriteText(const Snapshot& snap, char* buf, size_t len);
+
+}  // namespace strata

@@ -1,0 +1,355 @@
+// The allocator's slow paths: initialisation, thread caches' life cycle,
+// refills and overflows that cannot be served by the thread cache, large
+// and aligned requests, realloc, release and fork.
+#include "alloc/strata.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <sys/auxv.h>
+
+#include "alloc/stats/stats.h"
+
+namespace strata {
+
+constinit Heap g_heap;
+STRATA_TLS ThreadCacheT t_cache;
+
+namespace {
+
+// 0: not initialised, 1: in progress, 2: done.
+std::atomic<int> g_init{0};
+STRATA_TLS bool t_in_init;
+pthread_key_t g_key;
+
+// Registry of live thread caches, for statistics and budgets. Outermost
+// lock of all (registry -> central -> page heap -> large -> arena -> leaves).
+SpinLock g_registry_lock;
+ThreadCacheT* g_registry = nullptr;
+size_t g_threads = 0;
+ThreadTotals g_dead;  // folded-in counters of exited threads
+
+// Objects allocated or freed without a thread cache (during thread set-up
+// or after teardown).
+std::atomic<uint64_t> g_direct_allocs[kNumClasses];
+std::atomic<uint64_t> g_direct_frees[kNumClasses];
+std::atomic<uint64_t> g_page_objects{0};
+std::atomic<uint64_t> g_page_object_frees{0};
+
+constexpr size_t kAllThreadsBudget = 64 << 20;
+constexpr size_t kMinThreadBudget = 256 << 10;
+
+void ThreadExit(void* arg);
+
+STRATA_COLD void InitSlow() {
+  int expected = 0;
+  if (g_init.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    t_in_init = true;
+    if (getauxval(AT_PAGESZ) != kPageSize) Fatal("unsupported page size (strata needs 4 KiB pages)");
+    g_heap.map.set_os(&g_heap.os);
+    g_heap.arena.set_os(&g_heap.os);
+    g_heap.pages.Bind(&g_heap.os, &g_heap.map, &g_heap.arena);
+    g_heap.large.Bind(&g_heap.os, &g_heap.map, &g_heap.arena);
+    for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].Init(uint8_t(c), &g_heap.pages);
+    ReadOptions(&g_heap.options);
+    g_heap.pages.set_use_brk(g_heap.options.source == 1);
+    g_heap.pages.set_decay_ms(g_heap.options.decay_ms);
+    g_heap.pages.set_lazy_release(g_heap.options.release == 1);
+    if (pthread_key_create(&g_key, ThreadExit) != 0) Fatal("cannot create the thread-exit key");
+    t_in_init = false;
+    g_init.store(2, std::memory_order_release);
+    // May allocate: only now that the heap works.
+    pthread_atfork(ForkPrepare, ForkParent, ForkChild);
+    return;
+  }
+  if (t_in_init) Fatal("malloc called recursively during initialisation");
+  for (unsigned spins = 0; g_init.load(std::memory_order_acquire) != 2; ++spins) {
+    if (spins < 100) __builtin_ia32_pause(); else RealOs::Yield();
+  }
+}
+
+size_t BudgetFor(size_t threads) {
+  size_t budget = size_t(g_heap.options.thread_cache_bytes);
+  size_t share = kAllThreadsBudget / (threads ? threads : 1);
+  if (share < kMinThreadBudget) share = kMinThreadBudget;
+  return budget < share ? budget : share;
+}
+
+void ThreadInit(ThreadCacheT* tc) {
+  tc->state = CacheState::kInitializing;
+  // pthread_setspecific may call calloc: served directly (state above).
+  if (pthread_setspecific(g_key, tc) != 0) {
+    tc->state = CacheState::kDead;  // no destructor would flush it: go without
+    return;
+  }
+  size_t threads;
+  {
+    LockGuard g(g_registry_lock);
+    tc->reg_prev = nullptr;
+    tc->reg_next = g_registry;
+    if (g_registry != nullptr) g_registry->reg_prev = tc;
+    g_registry = tc;
+    threads = ++g_threads;
+  }
+  tc->Activate(BudgetFor(threads));
+}
+
+void ThreadExit(void* arg) {
+  ThreadCacheT* tc = static_cast<ThreadCacheT*>(arg);
+  if (tc->state != CacheState::kActive) return;
+  tc->FlushAll(g_heap);
+  // From now on frees overflow at once (max 0) and go to the central lists;
+  // mallocs find empty lists and are served directly.
+  tc->state = CacheState::kDead;
+  for (size_t c = 1; c < kNumClasses; ++c) tc->lists[c].max = 0;
+  LockGuard g(g_registry_lock);
+  if (tc->reg_prev != nullptr) tc->reg_prev->reg_next = tc->reg_next; else g_registry = tc->reg_next;
+  if (tc->reg_next != nullptr) tc->reg_next->reg_prev = tc->reg_prev;
+  --g_threads;
+  g_dead.Add(*tc);
+}
+
+STRATA_NOINLINE void* AllocDirect(size_t cls) {
+  EnsureInit();
+  void* head;
+  void* tail;
+  if (g_heap.central[cls].RemoveRange(&head, &tail, 1) == 0) return nullptr;
+  g_direct_allocs[cls].fetch_add(1, std::memory_order_relaxed);
+  return head;
+}
+
+// An allocation of class `cls` through the thread cache.
+STRATA_INLINE void* MallocClass(size_t cls) {
+  FreeList& list = t_cache.lists[cls];
+  void* p = list.head;
+  if (STRATA_LIKELY(p != nullptr)) {
+    list.head = *static_cast<void**>(p);
+    --list.count;
+    ++list.allocs;
+    return p;
+  }
+  return MallocSlow(cls);
+}
+
+[[noreturn]] STRATA_COLD void InvalidPointer(const char* op, const void* p) {
+  Fatalf("%s(): invalid pointer %p: not a block allocated by strata (foreign, interior, or already freed)",
+         op, p);
+}
+
+// The span of a block that is not a small object: a large object or a page
+// object, starting exactly at p. nullptr otherwise.
+Span* WholeSpanOf(const void* p) {
+  Span* s = g_heap.map.SpanOf(uintptr_t(p));
+  if (s == nullptr || s->start != uintptr_t(p)) return nullptr;
+  if (s->state == SpanState::kLarge || s->state == SpanState::kPageObject) return s;
+  return nullptr;
+}
+
+void* AllocPageObject(size_t bytes) {
+  EnsureInit();
+  Order order = OrderFor(Pages{AlignUp(bytes, kPageSize) >> kPageShift});
+  Span* s = g_heap.pages.Alloc(order, SpanState::kPageObject, 0);
+  if (s == nullptr) return nullptr;
+  s->bytes = order.bytes();
+  g_page_objects.fetch_add(1, std::memory_order_relaxed);
+  return reinterpret_cast<void*>(s->start);
+}
+
+}  // namespace
+
+void EnsureInit() {
+  if (STRATA_UNLIKELY(g_init.load(std::memory_order_acquire) != 2)) InitSlow();
+}
+
+void* MallocSlow(size_t cls) {
+  ThreadCacheT& tc = t_cache;
+  if (STRATA_LIKELY(tc.state == CacheState::kActive)) return tc.Refill(cls, g_heap);
+  if (tc.state == CacheState::kUninit) {
+    EnsureInit();
+    ThreadInit(&tc);
+    if (tc.state == CacheState::kActive) return tc.Refill(cls, g_heap);
+  }
+  return AllocDirect(cls);
+}
+
+void FreeOverflow(size_t cls) {
+  ThreadCacheT& tc = t_cache;
+  if (STRATA_LIKELY(tc.state == CacheState::kActive)) return tc.Overflow(cls, g_heap);
+  if (tc.state == CacheState::kUninit) {
+    EnsureInit();
+    ThreadInit(&tc);
+    if (tc.state == CacheState::kActive) {
+      if (tc.lists[cls].count > tc.lists[cls].max) tc.Overflow(cls, g_heap);
+      return;
+    }
+  }
+  // No cache (set-up in progress, or the thread is exiting): straight to
+  // the central list, and counted globally.
+  FreeList& list = tc.lists[cls];
+  uint32_t n = list.count;
+  list.frees -= n;
+  g_direct_frees[cls].fetch_add(n, std::memory_order_relaxed);
+  tc.Release(cls, n, g_heap);
+}
+
+void FreeSlow(void* p) {
+  if (p == nullptr) return;
+  Span* s = WholeSpanOf(p);
+  if (s == nullptr) InvalidPointer("free", p);
+  if (s->state == SpanState::kLarge) {
+    g_heap.large.Free(s);
+  } else {
+    g_page_object_frees.fetch_add(1, std::memory_order_relaxed);
+    g_heap.pages.Free(s);
+  }
+}
+
+void* MallocLarge(size_t size) {
+  EnsureInit();
+  return g_heap.large.Alloc(size, kPageSize);
+}
+
+void* Calloc(size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) return nullptr;
+  if (total > kMaxSmall) return MallocLarge(total);  // fresh mapping: zero
+  void* p = Malloc(total);
+  if (p != nullptr) memset(p, 0, total);
+  return p;
+}
+
+size_t UsableSize(const void* p) {
+  if (p == nullptr) return 0;
+  size_t cls = g_heap.map.ClassOf(uintptr_t(p));
+  if (cls != 0) return Info(cls).size;
+  Span* s = WholeSpanOf(p);
+  if (s == nullptr) InvalidPointer("malloc_usable_size", p);
+  return s->bytes;
+}
+
+void* Realloc(void* p, size_t size) {
+  if (p == nullptr) return Malloc(size);
+  if (size == 0) {
+    Free(p);
+    return nullptr;
+  }
+  size_t cls = g_heap.map.ClassOf(uintptr_t(p));
+  size_t old_size;
+  if (cls != 0) {
+    old_size = Info(cls).size;
+  } else {
+    Span* s = WholeSpanOf(p);
+    if (s == nullptr) InvalidPointer("realloc", p);
+    // A large object resizes its own mapping (mremap: no copy, and a
+    // shrink keeps the address).
+    if (s->state == SpanState::kLarge) return g_heap.large.Realloc(s, size);
+    old_size = s->bytes;
+  }
+  if (size <= old_size) return p;
+  void* q = Malloc(size);
+  if (q == nullptr) return nullptr;
+  memcpy(q, p, old_size);
+  Free(p);
+  return q;
+}
+
+void* AlignedAlloc(size_t align, size_t size) {
+  if (align <= kMinAlign) return Malloc(size);
+  if (size <= kMaxSmall && align <= kPageSize) {
+    // Objects of a span start at multiples of the class size from a
+    // page-aligned start: a class whose size is a multiple of `align`
+    // gives aligned objects. Power-of-two classes always exist.
+    size_t want = AlignUp(size == 0 ? 1 : size, align);
+    if (want <= kMaxSmall) {
+      size_t cls = SizeToClass(want);
+      while (Info(cls).size % align != 0) ++cls;
+      return MallocClass(cls);
+    }
+  }
+  if (size <= kMaxSmall && align <= kMaxSmall) {
+    // A buddy block is aligned to its own size (chunks are aligned to
+    // theirs), so a block of at least `align` bytes is aligned enough.
+    return AllocPageObject(size > align ? size : align);
+  }
+  EnsureInit();
+  return g_heap.large.Alloc(size, align);
+}
+
+void FreeSized(void* p, size_t /*size*/) { Free(p); }
+
+bool Owns(const void* p) {
+  if (p == nullptr) return false;
+  if (g_heap.map.ClassOf(uintptr_t(p)) != 0) return true;
+  return WholeSpanOf(p) != nullptr;
+}
+
+size_t ReleaseMemory() {
+  EnsureInit();
+  ThreadCacheT& tc = t_cache;
+  if (tc.state == CacheState::kActive) tc.FlushAll(g_heap);
+  for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].ReleaseEmpty();
+  return g_heap.pages.ReleaseAll();
+}
+
+// ---- fork: every lock, in the documented order, around fork() ----
+
+void ForkPrepare() {
+  g_registry_lock.Lock();
+  for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].lock().Lock();
+  g_heap.pages.lock().Lock();
+  g_heap.large.lock().Lock();
+  g_heap.arena.lock().Lock();
+  g_heap.map.leaf_lock().Lock();
+}
+
+void ForkParent() {
+  g_heap.map.leaf_lock().Unlock();
+  g_heap.arena.lock().Unlock();
+  g_heap.large.lock().Unlock();
+  g_heap.pages.lock().Unlock();
+  for (size_t c = kNumClasses; c-- > 1;) g_heap.central[c].lock().Unlock();
+  g_registry_lock.Unlock();
+}
+
+void ForkChild() {
+  // Only the forking thread exists in the child; it holds every lock.
+  ForkParent();
+}
+
+// ---- statistics gathering (the writers are in alloc/stats) ----
+
+void ThreadTotals::Add(const ThreadCacheT& tc) {
+  for (size_t c = 1; c < kNumClasses; ++c) {
+    allocs[c] += tc.lists[c].allocs;
+    frees[c] += tc.lists[c].frees;
+  }
+  misses += tc.misses;
+  flushes += tc.flushes;
+}
+
+void TakeSnapshot(Snapshot* snap) {
+  EnsureInit();
+  *snap = Snapshot{};
+  {
+    LockGuard g(g_registry_lock);
+    snap->threads = g_dead;
+    snap->live_threads = g_threads;
+    for (ThreadCacheT* tc = g_registry; tc != nullptr; tc = tc->reg_next) {
+      snap->threads.Add(*tc);
+      snap->cached_bytes += tc->CachedBytes();
+    }
+  }
+  for (size_t c = 1; c < kNumClasses; ++c) {
+    snap->threads.allocs[c] += g_direct_allocs[c].load(std::memory_order_relaxed);
+    snap->threads.frees[c] += g_direct_frees[c].load(std::memory_order_relaxed);
+    snap->central[c] = g_heap.central[c].Stats();
+  }
+  snap->pages = g_heap.pages.Stats();
+  snap->large = g_heap.large.Stats();
+  snap->page_objects = g_page_objects.load(std::memory_order_relaxed);
+  snap->page_object_frees = g_page_object_frees.load(std::memory_order_relaxed);
+  snap->metadata_bytes = g_heap.arena.mapped_bytes() + g_heap.map.leaf_bytes();
+  snap->resident_bytes = RealOs::ResidentBytes();
+  Finish(snap);
+}
+
+}  // namespace strata

@@ -1,0 +1,107 @@
+// The allocator: one global heap (page map, page heap, central lists,
+// large objects) and one thread cache per thread, plus the fast paths.
+//
+//   Malloc: size -> class by table; pop the class's thread-cache list.
+//   Free:   address -> class by the page map; push onto the list.
+//
+// Everything else (refill, overflow, large objects, aligned requests,
+// thread set-up and teardown, initialisation) is out of line in
+// alloc/strata.cc. Nothing here knows about errno or symbol names: that is
+// the shim's job. All functions return nullptr on failure.
+#pragma once
+
+#include "alloc/back/page_heap.h"
+#include "alloc/front/thread_cache.h"
+#include "alloc/large/large.h"
+#include "alloc/middle/central.h"
+#include "alloc/options.h"
+#include "alloc/os/os.h"
+
+namespace strata {
+
+// The global heap. Constant-initialised (usable before any constructor
+// runs); Init() binds the layers and reads the options on first use.
+struct Heap {
+  RealOs os;
+  PageMap<RealOs> map;
+  MetaArena<RealOs> arena;
+  PageHeap<RealOs> pages;
+  CentralList<RealOs> central[kNumClasses];
+  LargeHeap<RealOs> large;
+  Options options;
+
+  // The thread caches' backend.
+  int RemoveRange(size_t cls, void** head, void** tail, int n) {
+    return central[cls].RemoveRange(head, tail, n);
+  }
+  void InsertRange(size_t cls, void* head, int n) { central[cls].InsertRange(head, n); }
+};
+
+using ThreadCacheT = ThreadCache<Heap>;
+
+extern Heap g_heap;
+extern STRATA_TLS ThreadCacheT t_cache;
+
+// Slow paths (alloc/strata.cc).
+void* MallocSlow(size_t cls);
+void FreeOverflow(size_t cls);
+void FreeSlow(void* p);
+void* MallocLarge(size_t size);
+
+// ---- the fast paths ----
+
+STRATA_INLINE void* Malloc(size_t size) {
+  if (STRATA_LIKELY(size <= kMaxSmall)) {
+    size_t cls = SizeToClass(size);
+    FreeList& list = t_cache.lists[cls];
+    void* p = list.head;
+    if (STRATA_LIKELY(p != nullptr)) {
+      list.head = *static_cast<void**>(p);
+      --list.count;
+      ++list.allocs;
+      return p;
+    }
+    return MallocSlow(cls);
+  }
+  return MallocLarge(size);
+}
+
+STRATA_INLINE void Free(void* p) {
+  size_t cls = g_heap.map.ClassOf(uintptr_t(p));
+  if (STRATA_LIKELY(cls != 0)) {
+    FreeList& list = t_cache.lists[cls];
+    *static_cast<void**>(p) = list.head;
+    list.head = p;
+    ++list.frees;
+    if (STRATA_LIKELY(++list.count <= list.max)) return;
+    return FreeOverflow(cls);
+  }
+  FreeSlow(p);  // nullptr, large, page-sized objects, foreign pointers
+}
+
+// ---- the rest of the API (out of line) ----
+
+// size bytes zeroed, nullptr on overflow of n * size.
+void* Calloc(size_t n, size_t size);
+// glibc semantics: Realloc(nullptr, n) = Malloc(n); Realloc(p, 0) frees p
+// and returns nullptr; on failure p is intact. Within the usable size the
+// block does not move.
+void* Realloc(void* p, size_t size);
+// `align` must be a power of two (any size; callers validate).
+void* AlignedAlloc(size_t align, size_t size);
+// 0 for nullptr. Fatal for a pointer strata does not own.
+size_t UsableSize(const void* p);
+void FreeSized(void* p, size_t size);
+// Return free memory to the OS now; flushes the calling thread's cache.
+size_t ReleaseMemory();
+// Called by malloc_trim, strata_release and the fork handlers.
+void ForkPrepare();
+void ForkParent();
+void ForkChild();
+// Makes sure the global heap is initialised (idempotent).
+void EnsureInit();
+// True when `p` is the start of a block strata handed out (or inside a
+// small object). For the shim's foreign-pointer policy and tests.
+bool Owns(const void* p);
+
+}  // namespace strata
