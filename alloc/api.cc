@@ -2,6 +2,7 @@
 // name, without errno handling (that belongs to the malloc shim).
 #include "strata/strata.h"
 
+#include "alloc/stats/stats.h"
 #include "alloc/strata.h"
 
 extern "C" {
@@ -17,5 +18,20 @@ void* strata_aligned_alloc(size_t align, size_t size) {
 }
 size_t strata_usable_size(const void* p) { return strata::UsableSize(p); }
 size_t strata_release(void) { return strata::ReleaseMemory(); }
+
+size_t strata_stats_json(char* buf, size_t len) {
+  strata::Snapshot snap;
+  strata::TakeSnapshot(&snap);
+  return strata::WriteJson(snap, buf, len);
+}
+
+void strata_stats_print(int fd) {
+  strata::Snapshot snap;
+  strata::TakeSnapshot(&snap);
+  char buf[32 * 1024];
+  size_t n = strata::WriteText(snap, buf, sizeof buf);
+  if (n >= sizeof buf) n = sizeof buf - 1;
+  strata::RealOs::Write(fd, buf, n);
+}
 
 }  // extern "C"

@@ -32,7 +32,10 @@ enum class OptKind : uint8_t { kInt, kBool, kChoice, kString };
   X(STATS, stats, kChoice, "off", "off|0|1|text|json",                                        \
     "Print a statistics report at exit: text (or 1) for people, json for programs.")          \
   X(STATS_FILE, stats_file, kString, "", "",                                                  \
-    "Write the exit report (and interval lines) to this file instead of stderr.")             \
+    "Write the exit report (and interval lines) to this file instead of stderr; %p in the "   \
+    "name becomes the process id.")                                                           \
+  X(STATS_INTERVAL_MS, stats_interval_ms, kInt, "0", "",                                      \
+    "Also write one JSON line of statistics every this many milliseconds (0: never).")        \
   X(CHECK, check, kBool, "0", "",                                                             \
     "Checking mode: extra validation of frees and heap structures (slower).")
 

@@ -31,7 +31,7 @@ ThreadTotals g_dead;  // folded-in counters of exited threads
 // Objects allocated or freed without a thread cache (during thread set-up
 // or after teardown).
 std::atomic<uint64_t> g_direct_allocs[kNumClasses];
-std::atomic<uint64_t> g_direct_frees[kNumClasses];
+std::atomic<uint64_t> g_direct_requested[kNumClasses];
 std::atomic<uint64_t> g_page_objects{0};
 std::atomic<uint64_t> g_page_object_frees{0};
 
@@ -40,7 +40,38 @@ constexpr size_t kMinThreadBudget = 256 << 10;
 
 void ThreadExit(void* arg);
 
-STRATA_COLD void InitSlow() {
+// The bootstrap arena: if malloc is re-entered on the thread that is
+// initialising the heap (a libc call made during initialisation that
+// allocates), the request is served from here instead of deadlocking.
+// Blocks carry a 16-byte header with their size; they are never reused, and
+// free() of one does nothing.
+alignas(64) char g_boot[64 << 10];
+std::atomic<size_t> g_boot_used{0};
+
+void* BootAlloc(size_t size, size_t align) {
+  if (align < kMinAlign) align = kMinAlign;
+  if (size > sizeof g_boot || align > kPageSize) return nullptr;
+  size_t used = g_boot_used.load(std::memory_order_relaxed);
+  for (;;) {
+    uintptr_t start = AlignUp(uintptr_t(g_boot) + used + kMinAlign, align);
+    size_t end = start + size - uintptr_t(g_boot);
+    if (end > sizeof g_boot) return nullptr;
+    if (g_boot_used.compare_exchange_weak(used, end, std::memory_order_relaxed)) {
+      reinterpret_cast<size_t*>(start)[-1] = size;
+      return reinterpret_cast<void*>(start);
+    }
+  }
+}
+
+bool InBoot(const void* p) {
+  return uintptr_t(p) >= uintptr_t(g_boot) && uintptr_t(p) < uintptr_t(g_boot) + sizeof g_boot;
+}
+
+size_t BootSize(const void* p) { return static_cast<const size_t*>(p)[-1]; }
+
+// Returns false only when called again, recursively, by the thread that is
+// initialising: the caller then uses the bootstrap arena.
+STRATA_COLD bool InitSlow() {
   int expected = 0;
   if (g_init.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
     t_in_init = true;
@@ -48,8 +79,8 @@ STRATA_COLD void InitSlow() {
     g_heap.map.set_os(&g_heap.os);
     g_heap.arena.set_os(&g_heap.os);
     g_heap.pages.Bind(&g_heap.os, &g_heap.map, &g_heap.arena);
-    g_heap.large.Bind(&g_heap.os, &g_heap.map, &g_heap.arena);
-    for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].Init(uint8_t(c), &g_heap.pages);
+    g_heap.large.Bind(&g_heap.os, &g_heap.map, &g_heap.arena, &g_heap.peak);
+    for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].Init(uint8_t(c), &g_heap.pages, &g_heap.peak);
     ReadOptions(&g_heap.options);
     g_heap.pages.set_use_brk(g_heap.options.source == 1);
     g_heap.pages.set_decay_ms(g_heap.options.decay_ms);
@@ -59,12 +90,13 @@ STRATA_COLD void InitSlow() {
     g_init.store(2, std::memory_order_release);
     // May allocate: only now that the heap works.
     pthread_atfork(ForkPrepare, ForkParent, ForkChild);
-    return;
+    return true;
   }
-  if (t_in_init) Fatal("malloc called recursively during initialisation");
+  if (t_in_init) return false;
   for (unsigned spins = 0; g_init.load(std::memory_order_acquire) != 2; ++spins) {
     if (spins < 100) __builtin_ia32_pause(); else RealOs::Yield();
   }
+  return true;
 }
 
 size_t BudgetFor(size_t threads) {
@@ -108,26 +140,14 @@ void ThreadExit(void* arg) {
   g_dead.Add(*tc);
 }
 
-STRATA_NOINLINE void* AllocDirect(size_t cls) {
-  EnsureInit();
+STRATA_NOINLINE void* AllocDirect(size_t cls, size_t size) {
+  if (!EnsureInit()) return BootAlloc(Info(cls).size, kMinAlign);
   void* head;
   void* tail;
   if (g_heap.central[cls].RemoveRange(&head, &tail, 1) == 0) return nullptr;
   g_direct_allocs[cls].fetch_add(1, std::memory_order_relaxed);
+  g_direct_requested[cls].fetch_add(size, std::memory_order_relaxed);
   return head;
-}
-
-// An allocation of class `cls` through the thread cache.
-STRATA_INLINE void* MallocClass(size_t cls) {
-  FreeList& list = t_cache.lists[cls];
-  void* p = list.head;
-  if (STRATA_LIKELY(p != nullptr)) {
-    list.head = *static_cast<void**>(p);
-    --list.count;
-    ++list.allocs;
-    return p;
-  }
-  return MallocSlow(cls);
 }
 
 [[noreturn]] STRATA_COLD void InvalidPointer(const char* op, const void* p) {
@@ -145,30 +165,32 @@ Span* WholeSpanOf(const void* p) {
 }
 
 void* AllocPageObject(size_t bytes) {
-  EnsureInit();
+  if (!EnsureInit()) return BootAlloc(bytes, kPageSize);
   Order order = OrderFor(Pages{AlignUp(bytes, kPageSize) >> kPageShift});
   Span* s = g_heap.pages.Alloc(order, SpanState::kPageObject, 0);
   if (s == nullptr) return nullptr;
   s->bytes = order.bytes();
   g_page_objects.fetch_add(1, std::memory_order_relaxed);
+  g_heap.peak.Add(int64_t(s->bytes));
   return reinterpret_cast<void*>(s->start);
 }
 
 }  // namespace
 
-void EnsureInit() {
-  if (STRATA_UNLIKELY(g_init.load(std::memory_order_acquire) != 2)) InitSlow();
+bool EnsureInit() {
+  if (STRATA_LIKELY(g_init.load(std::memory_order_acquire) == 2)) return true;
+  return InitSlow();
 }
 
-void* MallocSlow(size_t cls) {
+void* MallocSlow(size_t cls, size_t size) {
   ThreadCacheT& tc = t_cache;
-  if (STRATA_LIKELY(tc.state == CacheState::kActive)) return tc.Refill(cls, g_heap);
+  if (STRATA_LIKELY(tc.state == CacheState::kActive)) return tc.Refill(cls, size, g_heap);
   if (tc.state == CacheState::kUninit) {
-    EnsureInit();
+    if (!EnsureInit()) return BootAlloc(Info(cls).size, kMinAlign);
     ThreadInit(&tc);
-    if (tc.state == CacheState::kActive) return tc.Refill(cls, g_heap);
+    if (tc.state == CacheState::kActive) return tc.Refill(cls, size, g_heap);
   }
-  return AllocDirect(cls);
+  return AllocDirect(cls, size);
 }
 
 void FreeOverflow(size_t cls) {
@@ -183,28 +205,25 @@ void FreeOverflow(size_t cls) {
     }
   }
   // No cache (set-up in progress, or the thread is exiting): straight to
-  // the central list, and counted globally.
-  FreeList& list = tc.lists[cls];
-  uint32_t n = list.count;
-  list.frees -= n;
-  g_direct_frees[cls].fetch_add(n, std::memory_order_relaxed);
-  tc.Release(cls, n, g_heap);
+  // the central list.
+  tc.Release(cls, tc.lists[cls].count, g_heap);
 }
 
 void FreeSlow(void* p) {
-  if (p == nullptr) return;
+  if (p == nullptr || InBoot(p)) return;
   Span* s = WholeSpanOf(p);
   if (s == nullptr) InvalidPointer("free", p);
   if (s->state == SpanState::kLarge) {
     g_heap.large.Free(s);
   } else {
     g_page_object_frees.fetch_add(1, std::memory_order_relaxed);
+    g_heap.peak.Add(-int64_t(s->bytes));
     g_heap.pages.Free(s);
   }
 }
 
 void* MallocLarge(size_t size) {
-  EnsureInit();
+  if (!EnsureInit()) return BootAlloc(size, kMinAlign);
   return g_heap.large.Alloc(size, kPageSize);
 }
 
@@ -221,6 +240,7 @@ size_t UsableSize(const void* p) {
   if (p == nullptr) return 0;
   size_t cls = g_heap.map.ClassOf(uintptr_t(p));
   if (cls != 0) return Info(cls).size;
+  if (InBoot(p)) return BootSize(p);
   Span* s = WholeSpanOf(p);
   if (s == nullptr) InvalidPointer("malloc_usable_size", p);
   return s->bytes;
@@ -236,6 +256,8 @@ void* Realloc(void* p, size_t size) {
   size_t old_size;
   if (cls != 0) {
     old_size = Info(cls).size;
+  } else if (InBoot(p)) {
+    old_size = BootSize(p);
   } else {
     Span* s = WholeSpanOf(p);
     if (s == nullptr) InvalidPointer("realloc", p);
@@ -262,7 +284,7 @@ void* AlignedAlloc(size_t align, size_t size) {
     if (want <= kMaxSmall) {
       size_t cls = SizeToClass(want);
       while (Info(cls).size % align != 0) ++cls;
-      return MallocClass(cls);
+      return MallocClass(cls, size);
     }
   }
   if (size <= kMaxSmall && align <= kMaxSmall) {
@@ -270,7 +292,7 @@ void* AlignedAlloc(size_t align, size_t size) {
     // theirs), so a block of at least `align` bytes is aligned enough.
     return AllocPageObject(size > align ? size : align);
   }
-  EnsureInit();
+  if (!EnsureInit()) return BootAlloc(size, align);
   return g_heap.large.Alloc(size, align);
 }
 
@@ -278,7 +300,7 @@ void FreeSized(void* p, size_t /*size*/) { Free(p); }
 
 bool Owns(const void* p) {
   if (p == nullptr) return false;
-  if (g_heap.map.ClassOf(uintptr_t(p)) != 0) return true;
+  if (g_heap.map.ClassOf(uintptr_t(p)) != 0 || InBoot(p)) return true;
   return WholeSpanOf(p) != nullptr;
 }
 
@@ -320,7 +342,7 @@ void ForkChild() {
 void ThreadTotals::Add(const ThreadCacheT& tc) {
   for (size_t c = 1; c < kNumClasses; ++c) {
     allocs[c] += tc.lists[c].allocs;
-    frees[c] += tc.lists[c].frees;
+    requested[c] += tc.lists[c].requested;
   }
   misses += tc.misses;
   flushes += tc.flushes;
@@ -336,11 +358,12 @@ void TakeSnapshot(Snapshot* snap) {
     for (ThreadCacheT* tc = g_registry; tc != nullptr; tc = tc->reg_next) {
       snap->threads.Add(*tc);
       snap->cached_bytes += tc->CachedBytes();
+      for (size_t c = 1; c < kNumClasses; ++c) snap->cached_objects[c] += tc->lists[c].count;
     }
   }
   for (size_t c = 1; c < kNumClasses; ++c) {
     snap->threads.allocs[c] += g_direct_allocs[c].load(std::memory_order_relaxed);
-    snap->threads.frees[c] += g_direct_frees[c].load(std::memory_order_relaxed);
+    snap->threads.requested[c] += g_direct_requested[c].load(std::memory_order_relaxed);
     snap->central[c] = g_heap.central[c].Stats();
   }
   snap->pages = g_heap.pages.Stats();
@@ -349,6 +372,9 @@ void TakeSnapshot(Snapshot* snap) {
   snap->page_object_frees = g_page_object_frees.load(std::memory_order_relaxed);
   snap->metadata_bytes = g_heap.arena.mapped_bytes() + g_heap.map.leaf_bytes();
   snap->resident_bytes = RealOs::ResidentBytes();
+  snap->peak_allocated_bytes = uint64_t(g_heap.peak.peak());
+  snap->time_ms = RealOs::NowMs();
+  snap->options = &g_heap.options;
   Finish(snap);
 }
 

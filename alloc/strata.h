@@ -16,6 +16,7 @@
 #include "alloc/middle/central.h"
 #include "alloc/options.h"
 #include "alloc/os/os.h"
+#include "alloc/stats/peak.h"
 
 namespace strata {
 
@@ -28,6 +29,7 @@ struct Heap {
   PageHeap<RealOs> pages;
   CentralList<RealOs> central[kNumClasses];
   LargeHeap<RealOs> large;
+  PeakTracker peak;
   Options options;
 
   // The thread caches' backend.
@@ -43,26 +45,30 @@ extern Heap g_heap;
 extern STRATA_TLS ThreadCacheT t_cache;
 
 // Slow paths (alloc/strata.cc).
-void* MallocSlow(size_t cls);
+void* MallocSlow(size_t cls, size_t size);
 void FreeOverflow(size_t cls);
 void FreeSlow(void* p);
 void* MallocLarge(size_t size);
 
 // ---- the fast paths ----
 
-STRATA_INLINE void* Malloc(size_t size) {
-  if (STRATA_LIKELY(size <= kMaxSmall)) {
-    size_t cls = SizeToClass(size);
-    FreeList& list = t_cache.lists[cls];
-    void* p = list.head;
-    if (STRATA_LIKELY(p != nullptr)) {
-      list.head = *static_cast<void**>(p);
-      --list.count;
-      ++list.allocs;
-      return p;
-    }
-    return MallocSlow(cls);
+// Pop an object of class `cls` (for a request of `size` bytes) from this
+// thread's cache.
+STRATA_INLINE void* MallocClass(size_t cls, size_t size) {
+  FreeList& list = t_cache.lists[cls];
+  void* p = list.head;
+  if (STRATA_LIKELY(p != nullptr)) {
+    list.head = *static_cast<void**>(p);
+    --list.count;
+    ++list.allocs;
+    list.requested += size;
+    return p;
   }
+  return MallocSlow(cls, size);
+}
+
+STRATA_INLINE void* Malloc(size_t size) {
+  if (STRATA_LIKELY(size <= kMaxSmall)) return MallocClass(SizeToClass(size), size);
   return MallocLarge(size);
 }
 
@@ -72,7 +78,6 @@ STRATA_INLINE void Free(void* p) {
     FreeList& list = t_cache.lists[cls];
     *static_cast<void**>(p) = list.head;
     list.head = p;
-    ++list.frees;
     if (STRATA_LIKELY(++list.count <= list.max)) return;
     return FreeOverflow(cls);
   }
@@ -98,8 +103,10 @@ size_t ReleaseMemory();
 void ForkPrepare();
 void ForkParent();
 void ForkChild();
-// Makes sure the global heap is initialised (idempotent).
-void EnsureInit();
+// Makes sure the global heap is initialised (idempotent). Returns false
+// only on a recursive call from the initialising thread itself, whose
+// requests are then served from a small static bootstrap arena.
+bool EnsureInit();
 // True when `p` is the start of a block strata handed out (or inside a
 // small object). For the shim's foreign-pointer policy and tests.
 bool Owns(const void* p);

@@ -1,11 +1,18 @@
-// The statistics report of libstrata.so: at exit when STRATA_STATS asks for
-// it, and on request (malloc_stats). Formatted into a static buffer and
-// written with write(2): nothing here allocates. The buffer is shared, so
-// a try-lock guards it; a report that finds it busy is skipped rather than
-// waited for (a crashed or stuck reporter must not hang exit).
+// The statistics reports of libstrata.so:
+//  - at exit, when STRATA_STATS asks for one (text or JSON), to stderr or
+//    STRATA_STATS_FILE;
+//  - every STRATA_STATS_INTERVAL_MS, one JSON line, from a background thread;
+//  - on request: malloc_stats() (text to stderr).
+// Reports are formatted into a static buffer and written with write(2):
+// nothing here allocates. The buffer is shared, so a try-lock guards it; a
+// report that finds it busy waits briefly and then gives up rather than
+// hang exit behind a stuck thread.
 #include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "alloc/os/format.h"
 #include "alloc/stats/stats.h"
 #include "alloc/strata.h"
 #include "shim/shim.h"
@@ -15,53 +22,89 @@ namespace strata::shim {
 namespace {
 
 SpinLock g_report_lock;
-char g_report_buf[64 * 1024];
+char g_report_buf[256 * 1024];
 Snapshot g_snapshot;
+int g_stats_fd = -1;  // STRATA_STATS_FILE, opened at start-up
 
-// Options index of STRATA_STATS choices: off|0|1|text|json.
-ReportFormat FormatFromOption(int64_t v, bool* enabled) {
-  *enabled = v >= 2 || v == 2;
-  if (v == 2 || v == 3) return ReportFormat::kText;
-  if (v == 4) return ReportFormat::kJson;
-  *enabled = false;
-  return ReportFormat::kText;
+// STRATA_STATS choices are "off|0|1|text|json".
+bool ExitReportWanted(ReportFormat* format) {
+  int64_t v = g_heap.options.stats;
+  *format = v == 4 ? ReportFormat::kJson : ReportFormat::kText;
+  return v >= 2;
+}
+
+// The file name with %p replaced by the process id.
+void OpenStatsFile() {
+  const char* name = g_heap.options.stats_file_text;
+  if (name == nullptr || name[0] == '\0') return;
+  char path[4096];
+  TextBuf out(path, sizeof path);
+  for (const char* c = name; *c != '\0'; ++c) {
+    if (c[0] == '%' && c[1] == 'p') {
+      out.U64(uint64_t(getpid()));
+      ++c;
+    } else {
+      out.Put(*c);
+    }
+  }
+  g_stats_fd = open(out.CStr(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  if (g_stats_fd < 0) Warnf("cannot open STRATA_STATS_FILE=%s; writing reports to stderr", name);
+}
+
+int ReportFd() { return g_stats_fd >= 0 ? g_stats_fd : 2; }
+
+bool LockReport() {
+  for (int i = 0; i < 200; ++i) {
+    if (g_report_lock.TryLock()) return true;
+    RealOs::SleepShort();
+  }
+  return false;
+}
+
+void* IntervalThread(void*) {
+  int64_t ms = g_heap.options.stats_interval_ms;
+  struct timespec ts = {time_t(ms / 1000), long(ms % 1000) * 1000000L};
+  for (;;) {
+    nanosleep(&ts, nullptr);
+    WriteReport(ReportFd(), ReportFormat::kJson);
+  }
+  return nullptr;
 }
 
 }  // namespace
 
 void WriteReport(int fd, ReportFormat format) {
-  if (!g_report_lock.TryLock()) return;
+  if (!LockReport()) return;
   TakeSnapshot(&g_snapshot);
-  size_t n = 0;
-  (void)format;  // JSON: issue 5; text for now
-  WriteText(g_snapshot, g_report_buf, sizeof g_report_buf);
-  while (g_report_buf[n] != '\0') ++n;
+  size_t n = format == ReportFormat::kJson ? WriteJson(g_snapshot, g_report_buf, sizeof g_report_buf)
+                                           : WriteText(g_snapshot, g_report_buf, sizeof g_report_buf);
+  if (n >= sizeof g_report_buf) n = sizeof g_report_buf - 1;
   RealOs::Write(fd, g_report_buf, n);
   g_report_lock.Unlock();
 }
 
 namespace {
 
-__attribute__((constructor)) void StrataInit() { EnsureInit(); }
+__attribute__((constructor)) void StrataStart() {
+  EnsureInit();
+  ReportFormat format;
+  if (ExitReportWanted(&format) || g_heap.options.stats_interval_ms > 0) OpenStatsFile();
+  if (g_heap.options.stats_interval_ms > 0) {
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, IntervalThread, nullptr) != 0) {
+      Warnf("cannot start the STRATA_STATS_INTERVAL_MS thread");
+    }
+    pthread_attr_destroy(&attr);
+  }
+}
 
 __attribute__((destructor)) void StrataExitReport() {
-  bool enabled = false;
-  ReportFormat format = FormatFromOption(g_heap.options.stats, &enabled);
-  if (!enabled) return;
-  int fd = 2;
-  bool close_fd = false;
-  if (g_heap.options.stats_text != nullptr && g_heap.options.stats_file_text != nullptr &&
-      g_heap.options.stats_file_text[0] != '\0') {
-    int f = open(g_heap.options.stats_file_text, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (f >= 0) {
-      fd = f;
-      close_fd = true;
-    } else {
-      Warnf("cannot open STRATA_STATS_FILE=%s; writing the report to stderr", g_heap.options.stats_file_text);
-    }
-  }
-  WriteReport(fd, format);
-  if (close_fd) close(fd);
+  ReportFormat format;
+  if (!ExitReportWanted(&format)) return;
+  WriteReport(ReportFd(), format);
 }
 
 }  // namespace

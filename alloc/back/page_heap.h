@@ -85,7 +85,7 @@ class PageHeap {
     s->clean_pages = 0;
     s->free_since_ms = now;
     InsertFreeMerging(s);
-    if (decay_ms_ >= 0 && now >= next_decay_check_ms_) ReleaseIdleLocked(now);
+    if (decay_ms_ == 0 || (decay_ms_ > 0 && now >= next_decay_check_ms_)) ReleaseIdleLocked(now);
   }
 
   // Release blocks that have been free longer than the decay time.
@@ -142,9 +142,10 @@ class PageHeap {
       --k;
       Span* upper = spans_.New(*arena_);
       if (upper == nullptr) {
-        // Out of metadata: undo and fail cleanly.
+        // Out of metadata: give the block back; it merges again with the
+        // upper halves split off so far, restoring the buddy invariant.
         s->order = uint8_t(k + 1);
-        free_[k + 1].Push(s);
+        InsertFreeMerging(s);
         return nullptr;
       }
       ++stats_.splits;
@@ -190,24 +191,30 @@ class PageHeap {
 
   bool GrowLocked() {
     void* mem = nullptr;
+    bool from_brk = false;
     if (use_brk_) {
       mem = os_->GrowBreak(kChunkSize, kChunkSize);
-      if (mem != nullptr) stats_.brk_bytes += kChunkSize;
+      from_brk = mem != nullptr;
     }
     if (mem == nullptr) {
       mem = os_->Map(kChunkSize, kChunkSize);
       if (mem == nullptr) return false;
-      stats_.mmap_bytes += kChunkSize;
     }
     uintptr_t base = uintptr_t(mem);
     Chunk* c = static_cast<Chunk*>(arena_->Alloc(sizeof(Chunk)));
     Span* s = spans_.New(*arena_);
     if (c == nullptr || s == nullptr || !map_->Ensure(base, kChunkSize)) {
-      // The record memory (if any) stays in the arena; the chunk goes back.
+      // The record memory (if any) stays in the arena; the chunk goes back
+      // where it came from (break memory cannot be unmapped).
       if (s != nullptr) spans_.Delete(s);
-      os_->Unmap(mem, kChunkSize);
+      if (!from_brk) {
+        os_->Unmap(mem, kChunkSize);
+      } else if (!os_->ShrinkBreak(mem, kChunkSize)) {
+        os_->Release(mem, kChunkSize, false);  // not at the top: leave it, empty
+      }
       return false;
     }
+    (from_brk ? stats_.brk_bytes : stats_.mmap_bytes) += kChunkSize;
     c->base = base;
     c->next = chunks_;
     chunks_ = c;

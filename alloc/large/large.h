@@ -19,6 +19,7 @@
 #include "alloc/back/arena.h"
 #include "alloc/back/page_map.h"
 #include "alloc/back/span.h"
+#include "alloc/stats/peak.h"
 
 namespace strata {
 
@@ -35,15 +36,17 @@ template <class Os>
 class LargeHeap {
  public:
   constexpr LargeHeap() = default;
-  void Bind(Os* os, PageMap<Os>* map, MetaArena<Os>* arena) {
+  void Bind(Os* os, PageMap<Os>* map, MetaArena<Os>* arena, PeakTracker* peak = nullptr) {
     os_ = os;
     map_ = map;
     arena_ = arena;
+    peak_ = peak;
   }
 
+  // 0 when no mapping can hold `size`. A zero-byte request gets a page.
   static size_t MappingSize(size_t size) {
     if (size > (SIZE_MAX >> 1)) return 0;  // beyond any mapping: fail early
-    return AlignUp(size, kPageSize);
+    return size == 0 ? kPageSize : AlignUp(size, kPageSize);
   }
 
   // nullptr when out of memory (or size absurd).
@@ -86,6 +89,7 @@ class LargeHeap {
       pool_.Delete(s);
       ++stats_.frees;
       stats_.live_bytes -= bytes;
+      if (peak_ != nullptr) peak_->Add(-int64_t(bytes));
     }
     os_->Unmap(reinterpret_cast<void*>(start), bytes);
   }
@@ -124,6 +128,7 @@ class LargeHeap {
       map_->Set(s->start, Pages{1}, s, 0);
     }
     stats_.live_bytes -= s->bytes;
+    if (peak_ != nullptr) peak_->Add(-int64_t(s->bytes));
     s->bytes = bytes;
     AddLive(bytes);
     ++stats_.mremaps;
@@ -141,6 +146,7 @@ class LargeHeap {
 
  private:
   void AddLive(size_t bytes) {
+    if (peak_ != nullptr) peak_->Add(int64_t(bytes));
     stats_.live_bytes += bytes;
     if (stats_.live_bytes > stats_.peak_live_bytes) stats_.peak_live_bytes = stats_.live_bytes;
   }
@@ -148,6 +154,7 @@ class LargeHeap {
   Os* os_ = nullptr;
   PageMap<Os>* map_ = nullptr;
   MetaArena<Os>* arena_ = nullptr;
+  PeakTracker* peak_ = nullptr;
   SpinLock lock_;
   SpanList live_;
   RecordPool<Span, Os> pool_;

@@ -21,6 +21,7 @@
 
 #include "alloc/back/page_heap.h"
 #include "alloc/middle/size_class.h"
+#include "alloc/stats/peak.h"
 
 namespace strata {
 
@@ -42,9 +43,11 @@ class CentralList {
   static constexpr size_t kMaxEmptySpans = 1;
 
   constexpr CentralList() = default;
-  void Init(uint8_t cls, PageHeap<Os>* heap) {
+  // `peak` (may be null) follows the bytes handed out.
+  void Init(uint8_t cls, PageHeap<Os>* heap, PeakTracker* peak = nullptr) {
     cls_ = cls;
     heap_ = heap;
+    peak_ = peak;
     size_ = Info(cls).size;
     objects_ = Info(cls).objects;
     order_ = Order{Info(cls).order};
@@ -87,6 +90,7 @@ class CentralList {
     }
     if (last != nullptr) *static_cast<void**>(last) = nullptr;
     objects_out_ += uint64_t(got);
+    if (peak_ != nullptr) peak_->Add(int64_t(got) * size_);
     *head = first;
     *tail = last;
     return got;
@@ -128,6 +132,7 @@ class CentralList {
       }
       objects_out_ -= uint64_t(n);
     }
+    if (peak_ != nullptr) peak_->Add(-int64_t(n) * size_);
     while (Span* s = to_release.Pop()) heap_->Free(s);
   }
 
@@ -183,6 +188,7 @@ class CentralList {
   SpanList partial_;
   SpanList empty_;
   PageHeap<Os>* heap_ = nullptr;
+  PeakTracker* peak_ = nullptr;
   uint32_t size_ = 0;
   uint32_t objects_ = 0;
   Order order_{};

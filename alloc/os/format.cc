@@ -28,15 +28,17 @@ void TextBuf::Fixed(double v, int digits) {
   if (v < 0) { Put('-'); v = -v; }
   uint64_t scale = 1;
   for (int i = 0; i < digits; ++i) scale *= 10;
-  if (v > 1e18) v = 1e18;
-  uint64_t fixed = uint64_t(v * double(scale) + 0.5);
-  U64(fixed / scale);
+  if (v > 1e18) v = 1e18;  // integer and fraction parts kept apart: no overflow
+  uint64_t whole = uint64_t(v);
+  uint64_t frac = uint64_t((v - double(whole)) * double(scale) + 0.5);
+  if (frac >= scale) {
+    ++whole;
+    frac -= scale;
+  }
+  U64(whole);
   if (digits > 0) {
     Put('.');
-    uint64_t frac = fixed % scale;
-    for (uint64_t d = scale / 10; d > 0; d /= 10) {
-      Put(char('0' + (frac / d) % 10));
-    }
+    for (uint64_t d = scale / 10; d > 0; d /= 10) Put(char('0' + (frac / d) % 10));
   }
 }
 

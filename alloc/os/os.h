@@ -52,7 +52,7 @@ struct RealOs {
 // aborts. Use Fatalf for a message naming an address or size.
 [[noreturn]] void Fatal(const char* msg);
 // A tiny formatter: %s (const char*), %p (pointer as hex), %zu (size_t),
-// %d (int), %x (hex uintptr), %%. No allocation; output truncated at 512.
+// %d (int), %x (hex unsigned; %zx for size_t), %%. No allocation; output truncated at 512.
 [[noreturn]] void Fatalf(const char* fmt, ...);
 void Warnf(const char* fmt, ...);
 

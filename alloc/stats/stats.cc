@@ -8,10 +8,15 @@ ClassRow Row(const Snapshot& snap, size_t cls) {
   ClassRow r{};
   r.size = Info(cls).size;
   r.allocs = snap.threads.allocs[cls];
-  r.frees = snap.threads.frees[cls];
-  r.live = r.allocs >= r.frees ? r.allocs - r.frees : 0;
+  r.requested = snap.threads.requested[cls];
   r.spans = snap.central[cls].spans;
-  r.cached = snap.central[cls].objects_out >= r.live ? snap.central[cls].objects_out - r.live : 0;
+  // Objects out of the central list are either live or resting in a thread
+  // cache; frees follow from allocs and live (exact when threads are quiet).
+  r.cached = snap.cached_objects[cls];
+  uint64_t out = snap.central[cls].objects_out;
+  r.live = out >= r.cached ? out - r.cached : 0;
+  if (r.live > r.allocs) r.live = r.allocs;  // racy snapshot of a busy heap
+  r.frees = r.allocs - r.live;
   return r;
 }
 
@@ -22,6 +27,8 @@ void Finish(Snapshot* s) {
     s->allocs += r.allocs;
     s->frees += r.frees;
     s->central_free_bytes += s->central[c].free_objects * r.size;
+    s->requested_bytes += r.requested;
+    s->granted_bytes += r.allocs * r.size;
     s->lock_acquisitions += s->central[c].lock_acquisitions;
     s->lock_contended += s->central[c].lock_contended;
   }
@@ -38,6 +45,11 @@ void Finish(Snapshot* s) {
   s->heap_free_bytes = s->pages.free_pages << kPageShift;
   s->allocs += s->large.allocs + s->page_objects;
   s->frees += s->large.frees + s->page_object_frees;
+  s->internal_fragmentation =
+      s->granted_bytes == 0 ? 0.0 : double(s->granted_bytes - s->requested_bytes) / double(s->granted_bytes);
+  uint64_t largest = s->pages.largest_free_pages << kPageShift;
+  s->external_fragmentation =
+      s->heap_free_bytes == 0 ? 0.0 : 1.0 - double(largest) / double(s->heap_free_bytes);
 }
 
 namespace {
@@ -66,6 +78,168 @@ void Num(TextBuf& out, uint64_t v, size_t width) {
 
 }  // namespace
 
+namespace {
+
+// Writes JSON members with the commas in the right places.
+class Json {
+ public:
+  explicit Json(TextBuf& out) : out_(out) {}
+  void Open(const char* key, char bracket) {
+    Key(key);
+    out_.Put(bracket);
+    first_ = true;
+  }
+  void Close(char bracket) {
+    out_.Put(bracket);
+    first_ = false;
+  }
+  void U(const char* key, uint64_t v) { Key(key); out_.U64(v); }
+  void I(const char* key, int64_t v) { Key(key); out_.I64(v); }
+  void F(const char* key, double v) { Key(key); out_.Fixed(v, 6); }
+  void S(const char* key, const char* v) {
+    Key(key);
+    out_.Put('"');
+    for (const char* c = v; *c != '\0'; ++c) {
+      if (*c == '"' || *c == '\\') {
+        out_.Put('\\');
+        out_.Put(*c);
+      } else if (uint8_t(*c) < 0x20) {
+        out_.Str("\\u00");
+        out_.Put("0123456789abcdef"[(*c >> 4) & 15]);
+        out_.Put("0123456789abcdef"[*c & 15]);
+      } else {
+        out_.Put(*c);
+      }
+    }
+    out_.Put('"');
+  }
+  void Elem(uint64_t v) { Key(nullptr); out_.U64(v); }
+
+ private:
+  void Key(const char* key) {
+    if (!first_) out_.Put(',');
+    first_ = false;
+    if (key != nullptr) {
+      out_.Put('"');
+      out_.Str(key);
+      out_.Str("\":");
+    }
+  }
+  TextBuf& out_;
+  bool first_ = true;
+};
+
+}  // namespace
+
+size_t WriteJson(const Snapshot& s, char* buf, size_t len) {
+  TextBuf out(buf, len);
+  Json j(out);
+  out.Put('{');
+  j.U("version", 1);
+  j.S("strata_version", "0.1.0");
+  j.U("time_ms", s.time_ms);
+  if (s.options != nullptr) {
+    j.Open("options", '{');
+    size_t n;
+    const OptionInfo* table = OptionTable(&n);
+    const char* const* texts[] = {
+#define STRATA_OPTION_TEXT(NAME, field, KIND_, DEF_, CHOICES_, HELP_) &s.options->field##_text,
+        STRATA_OPTION_LIST(STRATA_OPTION_TEXT)
+#undef STRATA_OPTION_TEXT
+    };
+    for (size_t i = 0; i < n; ++i) j.S(table[i].name, *texts[i] != nullptr ? *texts[i] : "");
+    j.Close('}');
+  }
+  j.Open("totals", '{');
+  j.U("allocated_bytes", s.allocated_bytes);
+  j.U("mapped_bytes", s.mapped_bytes);
+  j.U("resident_bytes", s.resident_bytes);
+  j.U("released_bytes", s.released_bytes);
+  j.U("peak_allocated_bytes", s.peak_allocated_bytes);
+  j.U("metadata_bytes", s.metadata_bytes);
+  j.U("thread_cache_bytes", s.cached_bytes);
+  j.U("central_free_bytes", s.central_free_bytes);
+  j.U("page_heap_free_bytes", s.heap_free_bytes);
+  j.U("allocs", s.allocs);
+  j.U("frees", s.frees);
+  j.Close('}');
+  j.Open("size_classes", '[');
+  for (size_t c = 1; c < kNumClasses; ++c) {
+    ClassRow r = Row(s, c);
+    if (r.allocs == 0 && r.spans == 0) continue;
+    j.Open(nullptr, '{');
+    j.U("class", c);
+    j.U("size", r.size);
+    j.U("allocs", r.allocs);
+    j.U("frees", r.frees);
+    j.U("live", r.live);
+    j.U("live_bytes", r.live * r.size);
+    j.U("requested_bytes", r.requested);
+    j.U("cached", r.cached);
+    j.U("spans", r.spans);
+    j.U("span_bytes", r.spans * Order{Info(c).order}.bytes());
+    j.U("free_objects", s.central[c].free_objects);
+    j.Close('}');
+  }
+  j.Close(']');
+  j.Open("thread_cache", '{');
+  j.U("hits", s.hits);
+  j.U("misses", s.misses);
+  j.U("flushes", s.threads.flushes);
+  j.U("cached_bytes", s.cached_bytes);
+  j.U("threads", s.live_threads);
+  j.Close('}');
+  j.Open("central", '{');
+  j.U("lock_acquisitions", s.lock_acquisitions);
+  j.U("lock_contended", s.lock_contended);
+  uint64_t spans = 0, partial = 0, empty = 0;
+  for (size_t c = 1; c < kNumClasses; ++c) {
+    spans += s.central[c].spans;
+    partial += s.central[c].partial_spans;
+    empty += s.central[c].empty_spans;
+  }
+  j.U("spans", spans);
+  j.U("partial_spans", partial);
+  j.U("empty_spans", empty);
+  j.U("free_bytes", s.central_free_bytes);
+  j.Close('}');
+  j.Open("page_heap", '{');
+  j.U("page_size", kPageSize);
+  j.U("chunk_size", kChunkSize);
+  j.Open("free_blocks_by_order", '[');
+  for (unsigned k = 0; k < kNumOrders; ++k) j.Elem(s.pages.free_blocks[k]);
+  j.Close(']');
+  j.U("splits", s.pages.splits);
+  j.U("merges", s.pages.merges);
+  j.U("chunks", s.pages.chunks);
+  j.U("mmap_bytes", s.pages.mmap_bytes);
+  j.U("brk_bytes", s.pages.brk_bytes);
+  j.U("used_bytes", s.pages.used_pages << kPageShift);
+  j.U("free_bytes", s.heap_free_bytes);
+  j.U("released_bytes", s.released_bytes);
+  j.U("released_bytes_total", s.pages.released_bytes_total);
+  j.U("largest_free_block_bytes", s.pages.largest_free_pages << kPageShift);
+  j.U("page_objects", s.page_objects - s.page_object_frees);
+  j.U("page_object_bytes", s.page_object_bytes);
+  j.Close('}');
+  j.Open("large", '{');
+  j.U("threshold_bytes", kMaxSmall);
+  j.U("allocs", s.large.allocs);
+  j.U("frees", s.large.frees);
+  j.U("live", s.large.live);
+  j.U("live_bytes", s.large.live_bytes);
+  j.U("peak_live_bytes", s.large.peak_live_bytes);
+  j.U("mremaps", s.large.mremaps);
+  j.Close('}');
+  j.Open("fragmentation", '{');
+  j.F("internal", s.internal_fragmentation);
+  j.F("external", s.external_fragmentation);
+  j.Close('}');
+  out.Str("}\n");
+  out.CStr();
+  return out.needed();
+}
+
 size_t WriteText(const Snapshot& s, char* buf, size_t len) {
   TextBuf out(buf, len);
   out.Str("strata statistics\n");
@@ -74,6 +248,7 @@ size_t WriteText(const Snapshot& s, char* buf, size_t len) {
   out.Str("    mapped             "); Bytes(out, s.mapped_bytes, 12); out.Put('\n');
   out.Str("    resident (RSS)     "); Bytes(out, s.resident_bytes, 12); out.Put('\n');
   out.Str("    released to OS     "); Bytes(out, s.released_bytes, 12); out.Put('\n');
+  out.Str("    peak allocated     "); Bytes(out, s.peak_allocated_bytes, 12); out.Put('\n');
   out.Str("    metadata           "); Bytes(out, s.metadata_bytes, 12); out.Put('\n');
   out.Str("    thread caches      "); Bytes(out, s.cached_bytes, 12);
   out.Format("  in %zu live threads\n", size_t(s.live_threads));
@@ -111,6 +286,9 @@ size_t WriteText(const Snapshot& s, char* buf, size_t len) {
   out.Str(", frees "); out.U64(s.large.frees);
   out.Str(", live "); out.U64(s.large.live); out.Str(" ("); Bytes(out, s.large.live_bytes, 0);
   out.Str("), mremaps "); out.U64(s.large.mremaps); out.Put('\n');
+  out.Str("  fragmentation: internal "); out.Fixed(s.internal_fragmentation * 100, 1);
+  out.Str("% (class rounding), external "); out.Fixed(s.external_fragmentation * 100, 1);
+  out.Str("% (free pages the largest free block cannot serve)\n");
   out.CStr();
   return out.needed();
 }

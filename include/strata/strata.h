@@ -51,6 +51,14 @@ STRATA_API size_t strata_usable_size(const void *ptr);
  * thread's cache first). Returns the number of bytes released. */
 STRATA_API size_t strata_release(void);
 
+/* Statistics. strata_stats_json writes one JSON document (described in
+ * docs/stats.md) into buf, NUL-terminated and truncated to len, and returns
+ * the length the complete document needs (excluding the NUL): call again
+ * with a larger buffer if the result is >= len. strata_stats_print writes
+ * the human-readable report to fd. Neither allocates. */
+STRATA_API size_t strata_stats_json(char *buf, size_t len);
+STRATA_API void strata_stats_print(int fd);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,33 @@
+// PeakTracker: bytes handed out by the heap (objects outside the central
+// lists, page objects, large mappings) and the highest value seen.
+//
+// Updated per batch transfer, per span and per large object, never on the
+// malloc/free fast path, so the value counts objects resting in thread
+// caches as handed out: it is an upper bound on live bytes, above them by
+// at most the thread caches' budgets.
+#pragma once
+
+#include <atomic>
+
+#include "alloc/base.h"
+
+namespace strata {
+
+class PeakTracker {
+ public:
+  constexpr PeakTracker() = default;
+  void Add(int64_t delta) {
+    int64_t now = current_.fetch_add(delta, std::memory_order_relaxed) + delta;
+    int64_t peak = peak_.load(std::memory_order_relaxed);
+    while (now > peak && !peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
+  }
+  int64_t current() const { return current_.load(std::memory_order_relaxed); }
+  int64_t peak() const { return peak_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> current_{0};
+  std::atomic<int64_t> peak_{0};
+};
+
+}  // namespace strata

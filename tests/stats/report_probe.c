@@ -1,0 +1,21 @@
+/* Under LD_PRELOAD=libstrata.so: prints strata_stats_json() on stdout, for
+ * the JSON validity test. */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int main(void) {
+  size_t (*stats_json)(char *, size_t) = (size_t (*)(char *, size_t))dlsym(RTLD_DEFAULT, "strata_stats_json");
+  if (stats_json == NULL) {
+    fprintf(stderr, "strata_stats_json not found: is libstrata.so preloaded?\n");
+    return 1;
+  }
+  void *keep[1000];
+  for (int i = 0; i < 1000; ++i) keep[i] = malloc((size_t)i * 7);
+  static char buf[1 << 20];
+  size_t n = stats_json(buf, sizeof buf);
+  if (n >= sizeof buf) return 1;
+  fputs(buf, stdout);
+  for (int i = 0; i < 1000; ++i) free(keep[i]);
+  return 0;
+}

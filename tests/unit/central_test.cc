@@ -1,0 +1,381 @@
+// CentralList (alloc/middle/central.h) on a PageHeap on a FakeOs: batches
+// of objects, span states, spans going back to the page heap, and the
+// double-free check.
+#include <gtest/gtest.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <algorithm>
+#include <set>
+#include <vector>
+
+#include "alloc/middle/central.h"
+#include "tests/unit/fake_heap.h"
+
+namespace strata {
+namespace {
+
+using strata_test::FakeHeap;
+using Central = CentralList<strata_test::FakeOs>;
+
+// Takes n objects and returns them as a vector, checking the chain's shape.
+std::vector<void*> Take(Central& c, int n, int expect = -1) {
+  void* head = reinterpret_cast<void*>(1);
+  void* tail = reinterpret_cast<void*>(1);
+  int got = c.RemoveRange(&head, &tail, n);
+  EXPECT_EQ(got, expect < 0 ? n : expect);
+  std::vector<void*> out;
+  if (got == 0) {
+    EXPECT_EQ(head, nullptr);
+    EXPECT_EQ(tail, nullptr);
+    return out;
+  }
+  void* o = head;
+  for (int i = 0; i < got; ++i) {
+    EXPECT_NE(o, nullptr) << "chain ends after " << i << " of " << got;
+    if (o == nullptr) break;
+    out.push_back(o);
+    if (i == got - 1) {
+      EXPECT_EQ(o, tail);
+      EXPECT_EQ(*static_cast<void**>(o), nullptr) << "the chain is null-terminated";
+    }
+    o = *static_cast<void**>(o);
+  }
+  return out;
+}
+
+void Give(Central& c, const std::vector<void*>& objs) {
+  if (objs.empty()) return;
+  for (size_t i = 0; i + 1 < objs.size(); ++i) *static_cast<void**>(objs[i]) = objs[i + 1];
+  *static_cast<void**>(objs.back()) = nullptr;
+  c.InsertRange(objs.front(), int(objs.size()));
+}
+
+// Every object distinct, 16-aligned, inside a live span of `cls` at an
+// object boundary, and no two overlapping.
+::testing::AssertionResult ObjectsOk(FakeHeap& h, size_t cls, std::vector<void*> objs) {
+  size_t size = Info(cls).size;
+  for (void* o : objs) {
+    uintptr_t a = uintptr_t(o);
+    if (a % kMinAlign != 0) return ::testing::AssertionFailure() << o << " not 16-aligned";
+    if (h.map->ClassOf(a) != cls) return ::testing::AssertionFailure() << o << " has class " << h.map->ClassOf(a);
+    Span* s = h.map->SpanOf(a);
+    if (s == nullptr || s->state != SpanState::kSmall || s->cls != cls) {
+      return ::testing::AssertionFailure() << o << " is not in a span of its class";
+    }
+    if (a < s->start || a + size > s->start + size_t(Info(cls).objects) * size) {
+      return ::testing::AssertionFailure() << o << " outside its span's objects";
+    }
+    if ((a - s->start) % size != 0) return ::testing::AssertionFailure() << o << " not at an object boundary";
+    if (h.map->SpanOf(a + size - 1) != s) return ::testing::AssertionFailure() << o << " crosses its span";
+  }
+  std::sort(objs.begin(), objs.end());
+  for (size_t i = 1; i < objs.size(); ++i) {
+    if (objs[i] == objs[i - 1]) return ::testing::AssertionFailure() << objs[i] << " handed out twice";
+    if (uintptr_t(objs[i - 1]) + size > uintptr_t(objs[i])) {
+      return ::testing::AssertionFailure() << objs[i - 1] << " and " << objs[i] << " overlap";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+size_t SpansOf(FakeHeap& h, const std::vector<void*>& objs) {
+  std::set<Span*> spans;
+  for (void* o : objs) spans.insert(h.map->SpanOf(uintptr_t(o)));
+  return spans.size();
+}
+
+// A class with at least `min_objects` objects per span.
+size_t ClassWithObjects(uint32_t min_objects, uint32_t max_objects) {
+  for (size_t c = 1; c < kNumClasses; ++c) {
+    if (Info(c).objects >= min_objects && Info(c).objects <= max_objects) return c;
+  }
+  return 0;
+}
+
+// ---- per class ----
+
+class CentralPerClass : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(CentralPerClass, BatchesAreDistinctObjectsOfTheClassAndAllComeBack) {
+  const size_t cls = GetParam();
+  const ClassInfo& info = Info(cls);
+  FakeHeap h;
+  Central c;
+  c.Init(uint8_t(cls), &h.heap);
+  // Three spans' worth, in batches of the class's batch size.
+  const size_t total = 3 * size_t(info.objects);
+  std::vector<void*> all;
+  while (all.size() < total) {
+    int n = int(std::min<size_t>(info.batch, total - all.size()));
+    std::vector<void*> got = Take(c, n);
+    ASSERT_EQ(got.size(), size_t(n));
+    all.insert(all.end(), got.begin(), got.end());
+  }
+  ASSERT_TRUE(ObjectsOk(h, cls, all));
+  EXPECT_EQ(SpansOf(h, all), 3u);
+  // Fill every object with its own byte: no overlap survives this.
+  for (size_t i = 0; i < all.size(); ++i) memset(all[i], int(i & 0xff), info.size);
+  for (size_t i = 0; i < all.size(); ++i) {
+    const unsigned char* p = static_cast<const unsigned char*>(all[i]);
+    ASSERT_EQ(p[0], i & 0xff);
+    ASSERT_EQ(p[info.size - 1], i & 0xff);
+  }
+  CentralStats st = c.Stats();
+  EXPECT_EQ(st.spans, 3u);
+  EXPECT_EQ(st.partial_spans, 0u) << "every span is full";
+  EXPECT_EQ(st.objects_out, total);
+  EXPECT_EQ(st.free_objects, 0u);
+  EXPECT_EQ(h.heap.Stats().used_pages, 3 * Order{info.order}.pages().n);
+  ASSERT_TRUE(h.Checked());
+
+  // Back in batches, in an order that mixes the spans.
+  std::vector<void*> shuffled = all;
+  std::reverse(shuffled.begin(), shuffled.end());
+  for (size_t i = 0; i < shuffled.size(); i += info.batch) {
+    size_t end = std::min(shuffled.size(), i + info.batch);
+    Give(c, std::vector<void*>(shuffled.begin() + long(i), shuffled.begin() + long(end)));
+  }
+  st = c.Stats();
+  EXPECT_EQ(st.objects_out, 0u);
+  EXPECT_EQ(st.spans, Central::kMaxEmptySpans);
+  EXPECT_EQ(st.empty_spans, Central::kMaxEmptySpans);
+  EXPECT_EQ(st.partial_spans, 0u);
+  EXPECT_EQ(st.span_allocs, 3u);
+  EXPECT_EQ(st.span_frees, 3u - Central::kMaxEmptySpans);
+  EXPECT_EQ(h.heap.Stats().used_pages, Central::kMaxEmptySpans * Order{info.order}.pages().n);
+  c.ReleaseEmpty();
+  EXPECT_EQ(c.Stats().spans, 0u);
+  EXPECT_EQ(h.heap.Stats().used_pages, 0u);
+  EXPECT_TRUE(h.Checked());
+}
+
+INSTANTIATE_TEST_SUITE_P(AllClasses, CentralPerClass, ::testing::Range<size_t>(1, kNumClasses),
+                         [](const ::testing::TestParamInfo<size_t>& i) {
+                           return "class" + std::to_string(i.param) + "_" +
+                                  std::to_string(Info(i.param).size);
+                         });
+
+// ---- shapes ----
+
+struct CentralTest : ::testing::Test {
+  void Use(size_t cls) {
+    cls_ = cls;
+    c.Init(uint8_t(cls), &h.heap);
+  }
+  size_t objects() const { return Info(cls_).objects; }
+  size_t span_pages() const { return Order{Info(cls_).order}.pages().n; }
+
+  FakeHeap h;
+  Central c;
+  size_t cls_ = 0;
+};
+
+TEST_F(CentralTest, OneBatchCanSpanSeveralSpans) {
+  size_t cls = ClassWithObjects(2, 8);
+  ASSERT_NE(cls, 0u);
+  Use(cls);
+  int n = int(3 * objects() + 1);
+  std::vector<void*> got = Take(c, n);
+  ASSERT_EQ(got.size(), size_t(n));
+  EXPECT_TRUE(ObjectsOk(h, cls, got));
+  EXPECT_EQ(SpansOf(h, got), 4u);
+  CentralStats st = c.Stats();
+  EXPECT_EQ(st.spans, 4u);
+  EXPECT_EQ(st.partial_spans, 1u);
+  EXPECT_EQ(st.free_objects, objects() - 1);
+  Give(c, got);
+  EXPECT_EQ(c.Stats().objects_out, 0u);
+}
+
+TEST_F(CentralTest, SingleObjectSpans) {
+  size_t cls = kNumClasses - 1;  // the largest small class: one per span
+  Use(cls);
+  ASSERT_EQ(objects(), 1u);
+  std::vector<void*> got = Take(c, 5);
+  EXPECT_TRUE(ObjectsOk(h, cls, got));
+  EXPECT_EQ(SpansOf(h, got), 5u);
+  EXPECT_EQ(c.Stats().partial_spans, 0u);
+  Give(c, got);
+  EXPECT_EQ(c.Stats().spans, Central::kMaxEmptySpans);
+  EXPECT_EQ(h.heap.Stats().used_pages, Central::kMaxEmptySpans * span_pages());
+}
+
+TEST_F(CentralTest, ReturnedObjectsAreReusedBeforeNewOnes) {
+  Use(SizeToClass(48));
+  std::vector<void*> first = Take(c, 10);
+  Give(c, first);
+  std::vector<void*> again = Take(c, 10);
+  std::sort(first.begin(), first.end());
+  std::sort(again.begin(), again.end());
+  EXPECT_EQ(first, again);
+  EXPECT_EQ(c.Stats().span_allocs, 1u);
+  Give(c, again);
+}
+
+TEST_F(CentralTest, SpanStatesFullPartialEmpty) {
+  size_t cls = ClassWithObjects(8, 64);
+  ASSERT_NE(cls, 0u);
+  Use(cls);
+  const size_t n = objects();
+  std::vector<void*> one = Take(c, int(n));  // exactly one span: full
+  CentralStats st = c.Stats();
+  EXPECT_EQ(st.spans, 1u);
+  EXPECT_EQ(st.partial_spans, 0u);
+  EXPECT_EQ(st.empty_spans, 0u);
+  EXPECT_EQ(st.objects_out, n);
+  EXPECT_EQ(st.free_objects, 0u);
+
+  Give(c, {one.back()});  // full -> partial
+  one.pop_back();
+  st = c.Stats();
+  EXPECT_EQ(st.partial_spans, 1u);
+  EXPECT_EQ(st.objects_out, n - 1);
+  EXPECT_EQ(st.free_objects, 1u);
+
+  std::vector<void*> back = Take(c, 1);  // partial -> full again
+  EXPECT_EQ(c.Stats().partial_spans, 0u);
+  one.push_back(back[0]);
+
+  Give(c, one);  // -> empty, kept
+  st = c.Stats();
+  EXPECT_EQ(st.spans, 1u);
+  EXPECT_EQ(st.partial_spans, 0u);
+  EXPECT_EQ(st.empty_spans, 1u);
+  EXPECT_EQ(st.objects_out, 0u);
+  EXPECT_EQ(st.free_objects, n);
+  EXPECT_EQ(h.heap.Stats().used_pages, span_pages());
+
+  std::vector<void*> two = Take(c, int(2 * n));  // reuses the empty span
+  st = c.Stats();
+  EXPECT_EQ(st.spans, 2u);
+  EXPECT_EQ(st.empty_spans, 0u);
+  EXPECT_EQ(st.span_allocs, 2u);
+  EXPECT_EQ(h.heap.Stats().used_pages, 2 * span_pages());
+
+  Give(c, two);  // one kept empty, the other back to the page heap
+  st = c.Stats();
+  EXPECT_EQ(st.spans, 1u);
+  EXPECT_EQ(st.empty_spans, 1u);
+  EXPECT_EQ(st.span_frees, 1u);
+  EXPECT_EQ(h.heap.Stats().used_pages, span_pages());
+
+  c.ReleaseEmpty();
+  st = c.Stats();
+  EXPECT_EQ(st.spans, 0u);
+  EXPECT_EQ(st.empty_spans, 0u);
+  EXPECT_EQ(st.span_frees, 2u);
+  EXPECT_EQ(h.heap.Stats().used_pages, 0u);
+  EXPECT_TRUE(h.Checked());
+  c.ReleaseEmpty();  // idempotent
+  EXPECT_EQ(c.Stats().span_frees, 2u);
+}
+
+TEST_F(CentralTest, ManySpansReturnToThePageHeap) {
+  Use(SizeToClass(4096));
+  std::vector<void*> objs = Take(c, int(50 * objects()));
+  EXPECT_EQ(c.Stats().spans, 50u);
+  const uint64_t before = h.heap.Stats().used_pages;
+  EXPECT_EQ(before, 50 * span_pages());
+  // Give back everything but one object of the first span.
+  Give(c, std::vector<void*>(objs.begin() + 1, objs.end()));
+  EXPECT_EQ(c.Stats().spans, 1u + Central::kMaxEmptySpans);
+  EXPECT_EQ(h.heap.Stats().used_pages, (1 + Central::kMaxEmptySpans) * span_pages());
+  EXPECT_TRUE(h.Checked());
+  Give(c, {objs[0]});
+  c.ReleaseEmpty();
+  EXPECT_EQ(h.heap.Stats().used_pages, 0u);
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.splits, st.merges) << "every span merged back";
+}
+
+TEST_F(CentralTest, InterleavedRemoveAndInsertKeepCountsRight) {
+  Use(SizeToClass(96));
+  std::vector<void*> held;
+  uint64_t seed = 12345;
+  for (int round = 0; round < 2000; ++round) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    int n = int(1 + (seed >> 33) % 40);
+    if (held.size() < 2000 && (seed >> 20) % 3 != 0) {
+      std::vector<void*> got = Take(c, n);
+      held.insert(held.end(), got.begin(), got.end());
+    } else if (!held.empty()) {
+      size_t k = std::min(held.size(), size_t(n));
+      std::vector<void*> give(held.end() - long(k), held.end());
+      held.resize(held.size() - k);
+      Give(c, give);
+    }
+    ASSERT_EQ(c.Stats().objects_out, held.size());
+  }
+  EXPECT_TRUE(ObjectsOk(h, SizeToClass(96), held));
+  CentralStats st = c.Stats();
+  EXPECT_EQ(st.spans * objects(), st.objects_out + st.free_objects);
+  Give(c, held);
+  c.ReleaseEmpty();
+  EXPECT_EQ(h.heap.Stats().used_pages, 0u);
+}
+
+TEST_F(CentralTest, OutOfMemoryGivesWhatItHas) {
+  size_t cls = kNumClasses - 1;  // 256 KiB objects, one 64-page span each
+  Use(cls);
+  h.os.maps_left = 3;  // one chunk: 16 spans
+  const size_t per_chunk = (size_t{1} << kMaxOrder) / span_pages();
+  std::vector<void*> got = Take(c, int(per_chunk + 4), int(per_chunk));
+  EXPECT_EQ(got.size(), per_chunk);
+  EXPECT_TRUE(ObjectsOk(h, cls, got));
+  EXPECT_EQ(c.Stats().objects_out, per_chunk);
+  std::vector<void*> none = Take(c, 1, 0);
+  EXPECT_TRUE(none.empty());
+  EXPECT_TRUE(h.Checked());
+  Give(c, got);
+  EXPECT_EQ(c.Stats().objects_out, 0u);
+}
+
+TEST_F(CentralTest, OutOfMemoryFromTheStart) {
+  Use(1);
+  h.os.maps_left = 0;
+  std::vector<void*> none = Take(c, 8, 0);
+  EXPECT_TRUE(none.empty());
+  EXPECT_EQ(c.Stats().spans, 0u);
+  EXPECT_EQ(c.Stats().objects_out, 0u);
+}
+
+TEST_F(CentralTest, LockIsTakenOncePerCall) {
+  Use(2);
+  uint64_t before = c.Stats().lock_acquisitions;
+  std::vector<void*> a = Take(c, 7);
+  Give(c, a);
+  // RemoveRange, InsertRange, and the Stats() call that reads the count.
+  EXPECT_EQ(c.Stats().lock_acquisitions, before + 3);
+  EXPECT_EQ(c.Stats().lock_contended, 0u);
+}
+
+// ---- fatal errors ----
+
+using CentralDeathTest = CentralTest;
+
+TEST_F(CentralDeathTest, DoubleFreeIntoAnEmptySpanIsFatal) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Use(SizeToClass(64));
+  std::vector<void*> objs = Take(c, int(objects()));
+  void* victim = objs[5];
+  Give(c, objs);  // the span is now empty (and kept)
+  ASSERT_EQ(c.Stats().empty_spans, 1u);
+  EXPECT_DEATH(Give(c, {victim}), "strata: double free");
+}
+
+TEST_F(CentralDeathTest, DoubleFreeMessageNamesTheObject) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Use(SizeToClass(256));
+  std::vector<void*> objs = Take(c, 3);
+  void* victim = objs[1];
+  Give(c, objs);
+  // The child of a threadsafe death test is a new process: addresses differ,
+  // so the message is matched by shape.
+  const std::string expect = "^strata: double free of 0x[0-9a-f]+ \\(size class " +
+                             std::to_string(SizeToClass(256)) + ", 256 bytes\\)\n$";
+  EXPECT_DEATH(Give(c, {victim}), expect);
+}
+
+}  // namespace
+}  // namespace strata

@@ -1,0 +1,351 @@
+// Large objects: LargeHeap (alloc/large/large.h) on a FakeOs, then the
+// same behaviour through the strata_* API on the real OS.
+#include <errno.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <memory>
+#include <vector>
+
+#include "alloc/large/large.h"
+#include "alloc/middle/size_class.h"
+#include "alloc/stats/stats.h"
+#include "strata/strata.h"
+#include "tests/unit/fake_os.h"
+#include "tests/unit/pattern.h"
+
+namespace strata {
+namespace {
+
+using strata_test::FakeOs;
+using strata_test::FirstMismatch;
+using strata_test::Fill;
+using strata_test::Intact;
+
+constexpr size_t kMiB = size_t{1} << 20;
+
+struct LargeTest : ::testing::Test {
+  LargeTest() : os(size_t{1} << 30), map(new PageMap<FakeOs>(&os)), arena(&os) {
+    large.Bind(&os, map.get(), &arena);
+  }
+  Span* SpanAt(void* p) { return map->SpanOf(uintptr_t(p)); }
+
+  FakeOs os;
+  std::unique_ptr<PageMap<FakeOs>> map;
+  MetaArena<FakeOs> arena;
+  LargeHeap<FakeOs> large;
+};
+
+TEST_F(LargeTest, AllocMapsPageRoundedAndRecordsTheFirstPage) {
+  const size_t size = kMaxSmall + 1;
+  void* p = large.Alloc(size, 1);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(uintptr_t(p) % kPageSize, 0u);
+  Span* s = SpanAt(p);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->state, SpanState::kLarge);
+  EXPECT_EQ(s->start, uintptr_t(p));
+  EXPECT_EQ(s->bytes, AlignUp(size, kPageSize));
+  EXPECT_EQ(map->ClassOf(uintptr_t(p)), 0u) << "large frees take the slow path";
+  EXPECT_EQ(SpanAt(static_cast<char*>(p) + kPageSize), nullptr) << "only the first page is recorded";
+  LargeStats st = large.Stats();
+  EXPECT_EQ(st.allocs, 1u);
+  EXPECT_EQ(st.live, 1u);
+  EXPECT_EQ(st.live_bytes, s->bytes);
+  large.Free(s);
+}
+
+TEST_F(LargeTest, FreeUnmapsAtOnce) {
+  void* p = large.Alloc(3 * kMiB + 5, kPageSize);
+  ASSERT_NE(p, nullptr);
+  memset(p, 1, 3 * kMiB + 5);
+  size_t unmaps = os.unmaps;
+  large.Free(SpanAt(p));
+  EXPECT_EQ(os.unmaps, unmaps + 1);
+  EXPECT_EQ(os.last_unmap, p);
+  EXPECT_EQ(os.last_unmap_bytes, 3 * kMiB + kPageSize);
+  EXPECT_EQ(os.bad_unmaps, 0u);
+  EXPECT_EQ(SpanAt(p), nullptr) << "a freed large object is no longer recognised";
+  LargeStats st = large.Stats();
+  EXPECT_EQ(st.frees, 1u);
+  EXPECT_EQ(st.live, 0u);
+  EXPECT_EQ(st.live_bytes, 0u);
+  EXPECT_EQ(st.peak_live_bytes, 3 * kMiB + kPageSize);
+}
+
+TEST_F(LargeTest, RecordsAreRecycled) {
+  for (int i = 0; i < 100; ++i) {
+    void* p = large.Alloc(kMaxSmall + 1000, kPageSize);
+    ASSERT_NE(p, nullptr);
+    large.Free(SpanAt(p));
+  }
+  EXPECT_EQ(arena.used_bytes(), AlignUp(sizeof(Span), 64)) << "one record, reused";
+  EXPECT_EQ(os.live_mappings(), 2u) << "the page-map leaf and the arena block";
+}
+
+class LargeRealloc : public LargeTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(LargeRealloc, GrowthFrom1To64MiBKeepsContents) {
+  os.remap_moves = GetParam();
+  size_t size = kMiB;
+  void* p = large.Alloc(size, kPageSize);
+  ASSERT_NE(p, nullptr);
+  Fill(p, size, 1);
+  Span* s = SpanAt(p);
+  int moved = 0;
+  while (size < 64 * kMiB) {
+    size_t next = size * 2 + (size < 32 * kMiB ? 12345 : 0);
+    if (next > 64 * kMiB) next = 64 * kMiB;
+    void* q = large.Realloc(s, next);
+    ASSERT_NE(q, nullptr) << next;
+    EXPECT_EQ(SpanAt(q), s);
+    EXPECT_EQ(s->start, uintptr_t(q));
+    EXPECT_EQ(s->bytes, AlignUp(next, kPageSize));
+    if (q != p) {
+      ++moved;
+      EXPECT_EQ(SpanAt(p), nullptr) << "the old address is forgotten";
+    }
+    ASSERT_EQ(FirstMismatch(q, size, 1), SIZE_MAX) << size << " -> " << next;
+    // Extend the pattern over the new part.
+    Fill(q, next, 1);
+    p = q;
+    size = next;
+  }
+  if (GetParam()) {
+    EXPECT_GT(moved, 0);
+  }
+  EXPECT_EQ(large.Stats().live_bytes, 64 * kMiB);
+  EXPECT_EQ(os.bad_unmaps, 0u);
+  large.Free(s);
+  EXPECT_EQ(large.Stats().live_bytes, 0u);
+}
+
+TEST_P(LargeRealloc, ShrinkKeepsContentsAndAddress) {
+  os.remap_moves = GetParam();
+  size_t size = 64 * kMiB;
+  void* p = large.Alloc(size, kPageSize);
+  ASSERT_NE(p, nullptr);
+  Fill(p, size, 2);
+  Span* s = SpanAt(p);
+  while (size > kMiB) {
+    size_t next = size / 2 - 333;
+    void* q = large.Realloc(s, next);
+    ASSERT_EQ(q, p) << "shrinking keeps the address";
+    EXPECT_EQ(s->bytes, AlignUp(next, kPageSize));
+    ASSERT_TRUE(Intact(q, next, 2)) << next;
+    size = next;
+  }
+  // Down to a small size: still a large object, page-rounded.
+  void* q = large.Realloc(s, 100);
+  ASSERT_EQ(q, p);
+  EXPECT_EQ(s->bytes, kPageSize);
+  EXPECT_TRUE(Intact(q, 100, 2));
+  large.Free(s);
+  EXPECT_EQ(os.bad_unmaps, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(InPlaceOrMoving, LargeRealloc, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? std::string("Moving") : std::string("InPlace");
+                         });
+
+TEST_F(LargeTest, ReallocToTheSamePagesDoesNotRemap) {
+  void* p = large.Alloc(kMiB + 1, kPageSize);
+  Span* s = SpanAt(p);
+  size_t remaps = os.remaps;
+  EXPECT_EQ(large.Realloc(s, kMiB + 100), p);
+  EXPECT_EQ(large.Realloc(s, kMiB + kPageSize), p);
+  EXPECT_EQ(os.remaps, remaps);
+  large.Free(s);
+}
+
+TEST_F(LargeTest, FailedReallocLeavesTheObjectIntact) {
+  void* p = large.Alloc(2 * kMiB, kPageSize);
+  Span* s = SpanAt(p);
+  Fill(p, 2 * kMiB, 3);
+  os.remaps_fail = true;
+  EXPECT_EQ(large.Realloc(s, 8 * kMiB), nullptr);
+  EXPECT_EQ(SpanAt(p), s);
+  EXPECT_EQ(s->bytes, 2 * kMiB);
+  EXPECT_TRUE(Intact(p, 2 * kMiB, 3));
+  EXPECT_EQ(large.Stats().live_bytes, 2 * kMiB);
+  EXPECT_EQ(large.Realloc(s, SIZE_MAX - 5), nullptr) << "absurd sizes fail early";
+  EXPECT_EQ(s->bytes, 2 * kMiB);
+  large.Free(s);
+}
+
+TEST_F(LargeTest, AbsurdSizesAndOutOfMemoryFail) {
+  EXPECT_EQ(large.Alloc(SIZE_MAX - 4095, kPageSize), nullptr);
+  EXPECT_EQ(large.Alloc(SIZE_MAX / 2 + 1, kPageSize), nullptr);
+  os.maps_left = 0;
+  EXPECT_EQ(large.Alloc(kMiB, kPageSize), nullptr);
+  LargeStats st = large.Stats();
+  EXPECT_EQ(st.allocs, 0u);
+  EXPECT_EQ(st.live, 0u);
+}
+
+TEST_F(LargeTest, NoPageMapLeafMeansNullAndNoLeak) {
+  os.maps_left = 1;  // the object, but no leaf for it
+  EXPECT_EQ(large.Alloc(kMiB, kPageSize), nullptr);
+  EXPECT_EQ(os.unmaps, 1u) << "the mapping goes back";
+  EXPECT_EQ(os.bad_unmaps, 0u);
+  EXPECT_EQ(large.Stats().live, 0u);
+}
+
+class LargeAligned : public LargeTest, public ::testing::WithParamInterface<size_t> {};
+
+TEST_P(LargeAligned, AlignedAndReallocKeepsContents) {
+  const size_t align = GetParam();
+  void* p = large.Alloc(3 * kMiB, align);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(uintptr_t(p) % align, 0u);
+  Span* s = SpanAt(p);
+  EXPECT_EQ(s->order, 1u) << "marked: never mremap'd with MAYMOVE";
+  Fill(p, 3 * kMiB, 4);
+  // Shrinking stays in place.
+  ASSERT_EQ(large.Realloc(s, 2 * kMiB), p);
+  EXPECT_TRUE(Intact(p, 2 * kMiB, 4));
+  // Growing where the OS cannot grow in place copies.
+  os.remap_moves = true;
+  size_t remaps = os.remaps;
+  void* q = large.Realloc(s, 9 * kMiB);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(os.remaps, remaps) << "no MAYMOVE remap of an aligned mapping";
+  EXPECT_TRUE(Intact(q, 2 * kMiB, 4));
+  EXPECT_EQ(SpanAt(q), s);
+  if (q != p) {
+    EXPECT_EQ(SpanAt(p), nullptr);
+    EXPECT_EQ(os.last_unmap, p);
+  }
+  // After a move it is an ordinary mapping again, and may be remapped.
+  os.remap_moves = false;
+  void* r = large.Realloc(s, 10 * kMiB);
+  ASSERT_NE(r, nullptr);
+  EXPECT_TRUE(Intact(r, 2 * kMiB, 4));
+  large.Free(s);
+  EXPECT_EQ(os.bad_unmaps, 0u);
+}
+
+TEST_P(LargeAligned, OutOfMemoryWhileCopyingLeavesTheObjectIntact) {
+  const size_t align = GetParam();
+  void* p = large.Alloc(2 * kMiB, align);
+  ASSERT_NE(p, nullptr);
+  Span* s = SpanAt(p);
+  Fill(p, 2 * kMiB, 5);
+  os.remap_moves = true;
+  os.maps_left = 0;
+  EXPECT_EQ(large.Realloc(s, 6 * kMiB), nullptr);
+  EXPECT_EQ(SpanAt(p), s);
+  EXPECT_EQ(s->bytes, 2 * kMiB);
+  EXPECT_TRUE(Intact(p, 2 * kMiB, 5));
+  large.Free(s);
+}
+
+INSTANTIATE_TEST_SUITE_P(Alignments, LargeAligned, ::testing::Values(kMiB, 4 * kMiB, 64 * kMiB),
+                         [](const ::testing::TestParamInfo<size_t>& i) {
+                           return std::to_string(i.param >> 20) + "MiB";
+                         });
+
+// ---- through the strata_* API, on the real OS ----
+
+bool Mapped(const void* p) {
+  // msync fails with ENOMEM on an unmapped range.
+  return msync(const_cast<void*>(p), kPageSize, MS_ASYNC) == 0 || errno != ENOMEM;
+}
+
+LargeStats LargeNow() {
+  std::unique_ptr<Snapshot> snap(new Snapshot);
+  TakeSnapshot(snap.get());
+  return snap->large;
+}
+
+TEST(LargeApi, UsableSizeIsPageRounded) {
+  for (size_t n : {kMaxSmall + 1, kMaxSmall + 4096, size_t(300000), kMiB, 5 * kMiB + 1}) {
+    void* p = strata_malloc(n);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(uintptr_t(p) % kPageSize, 0u);
+    EXPECT_EQ(strata_usable_size(p), AlignUp(n, kPageSize)) << n;
+    memset(p, 0x5a, strata_usable_size(p));
+    strata_free(p);
+  }
+}
+
+TEST(LargeApi, FreeUnmapsAtOnce) {
+  LargeStats before = LargeNow();
+  void* p = strata_malloc(4 * kMiB);
+  ASSERT_NE(p, nullptr);
+  memset(p, 1, 4 * kMiB);
+  EXPECT_TRUE(Mapped(p));
+  EXPECT_EQ(LargeNow().live, before.live + 1);
+  strata_free(p);
+  EXPECT_FALSE(Mapped(p)) << "the mapping is gone";
+  LargeStats after = LargeNow();
+  EXPECT_EQ(after.live, before.live);
+  EXPECT_EQ(after.frees, before.frees + 1);
+}
+
+TEST(LargeApi, ReallocGrowthAndShrinkKeepContents) {
+  size_t size = kMiB;
+  char* p = static_cast<char*>(strata_malloc(size));
+  ASSERT_NE(p, nullptr);
+  Fill(p, size, 7);
+  for (size_t next = 2 * kMiB; next <= 64 * kMiB; next += next / 2) {
+    char* q = static_cast<char*>(strata_realloc(p, next));
+    ASSERT_NE(q, nullptr);
+    ASSERT_TRUE(Intact(q, size, 7)) << size << " -> " << next;
+    EXPECT_GE(strata_usable_size(q), next);
+    Fill(q, next, 7);
+    p = q;
+    size = next;
+  }
+  while (size > kMiB) {
+    size_t next = size / 3;
+    char* q = static_cast<char*>(strata_realloc(p, next));
+    ASSERT_EQ(q, p) << "a shrink keeps the address";
+    ASSERT_TRUE(Intact(q, next, 7)) << next;
+    size = next;
+  }
+  strata_free(p);
+}
+
+TEST(LargeApi, ReallocBetweenSmallAndLargeKeepsContents) {
+  char* p = static_cast<char*>(strata_malloc(1000));
+  Fill(p, 1000, 8);
+  char* q = static_cast<char*>(strata_realloc(p, 3 * kMiB));
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(Intact(q, 1000, 8));
+  Fill(q, 3 * kMiB, 9);
+  char* r = static_cast<char*>(strata_realloc(q, 5000));
+  ASSERT_NE(r, nullptr);
+  EXPECT_TRUE(Intact(r, 5000, 9));
+  EXPECT_GE(strata_usable_size(r), 5000u);
+  strata_free(r);
+}
+
+class LargeApiAligned : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(LargeApiAligned, AlignedAndReallocKeepsContents) {
+  const size_t align = GetParam();
+  for (size_t size : {size_t(100), align / 2 + 17, align + kPageSize}) {
+    void* p = strata_aligned_alloc(align, size);
+    ASSERT_NE(p, nullptr) << size;
+    EXPECT_EQ(uintptr_t(p) % align, 0u) << size;
+    EXPECT_GE(strata_usable_size(p), size);
+    Fill(p, size, size);
+    void* q = strata_realloc(p, size + size / 2 + kMiB);
+    ASSERT_NE(q, nullptr);
+    EXPECT_TRUE(Intact(q, size, size)) << size;
+    void* r = strata_realloc(q, size / 2 + 1);
+    ASSERT_NE(r, nullptr);
+    EXPECT_TRUE(Intact(r, size / 2 + 1, size)) << size;
+    strata_free(r);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Alignments, LargeApiAligned, ::testing::Values(kMiB, 4 * kMiB, 64 * kMiB),
+                         [](const ::testing::TestParamInfo<size_t>& i) {
+                           return std::to_string(i.param >> 20) + "MiB";
+                         });
+
+}  // namespace
+}  // namespace strata

@@ -1,0 +1,595 @@
+// PageHeap (alloc/back/page_heap.h) on a FakeOs: random alloc/free
+// sequences with the invariant checker after every operation, out of
+// memory, the brk source, and returning idle pages (decay).
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <map>
+#include <random>
+#include <vector>
+
+#include "alloc/middle/size_class.h"
+#include "tests/unit/fake_heap.h"
+
+namespace strata {
+namespace {
+
+using strata_test::FakeHeap;
+
+struct LiveBlock {
+  Span* span;
+  uintptr_t start;
+  unsigned order;
+  SpanState state;
+  uint8_t cls;
+};
+
+// Marks a block's first and last word with values derived from its start,
+// so that overlapping blocks or a heap that writes into handed-out pages
+// show up when the block is freed.
+void Mark(const LiveBlock& b) {
+  uint64_t* first = reinterpret_cast<uint64_t*>(b.start);
+  uint64_t* last = reinterpret_cast<uint64_t*>(b.start + Order{b.order}.bytes()) - 1;
+  *first = b.start ^ 0x5a5a5a5a5a5a5a5aull;
+  *last = b.start ^ 0xa5a5a5a5a5a5a5a5ull;
+}
+
+::testing::AssertionResult MarkIntact(const LiveBlock& b) {
+  const uint64_t* first = reinterpret_cast<const uint64_t*>(b.start);
+  const uint64_t* last = reinterpret_cast<const uint64_t*>(b.start + Order{b.order}.bytes()) - 1;
+  if (*first != (b.start ^ 0x5a5a5a5a5a5a5a5aull) || *last != (b.start ^ 0xa5a5a5a5a5a5a5a5ull)) {
+    return ::testing::AssertionFailure() << "block at " << std::hex << b.start << " was overwritten";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// What must hold for a block just handed out.
+::testing::AssertionResult BlockOk(FakeHeap& h, const LiveBlock& b,
+                                   const std::map<uintptr_t, uintptr_t>& live) {
+  Span* s = b.span;
+  Order o{b.order};
+  if (s->start != b.start || s->order != b.order) return ::testing::AssertionFailure() << "span fields";
+  if (s->state != b.state || s->cls != b.cls) return ::testing::AssertionFailure() << "state/class";
+  if (b.start % o.bytes() != 0) {
+    return ::testing::AssertionFailure() << "block of order " << b.order << " at " << std::hex << b.start
+                                         << " is not aligned to its size";
+  }
+  uintptr_t chunk = AlignDown(b.start, kChunkSize);
+  if (((b.start - chunk) >> kPageShift) % o.pages().n != 0) return ::testing::AssertionFailure() << "chunk offset";
+  if (!h.os.InRegion(reinterpret_cast<void*>(b.start)) && !h.os.InBreak(reinterpret_cast<void*>(b.start))) {
+    return ::testing::AssertionFailure() << "block not from the OS";
+  }
+  for (size_t i = 0; i < o.pages().n; ++i) {
+    uintptr_t p = b.start + (i << kPageShift);
+    if (h.map->SpanOf(p) != s) return ::testing::AssertionFailure() << "page " << i << " maps elsewhere";
+    if (h.map->ClassOf(p + 123) != b.cls) return ::testing::AssertionFailure() << "page " << i << " class";
+  }
+  auto next = live.lower_bound(b.start);
+  if (next != live.end() && next->first < b.start + o.bytes()) {
+    return ::testing::AssertionFailure() << "overlaps the block at " << std::hex << next->first;
+  }
+  if (next != live.begin() && std::prev(next)->second > b.start) {
+    return ::testing::AssertionFailure() << "overlaps the block at " << std::hex << std::prev(next)->first;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+unsigned RandomOrder(std::mt19937& rng) {
+  unsigned r = rng() % 100;
+  if (r < 40) return rng() % 3;          // 0..2
+  if (r < 70) return 3 + rng() % 3;      // 3..5
+  if (r < 92) return 6 + rng() % 3;      // 6..8
+  return 9 + rng() % 2;                  // 9..10
+}
+
+::testing::AssertionResult AllFreeAndMerged(FakeHeap& h) {
+  PageHeapStats st = h.heap.Stats();
+  if (st.used_pages != 0) return ::testing::AssertionFailure() << "used pages " << st.used_pages;
+  for (unsigned k = 0; k < kMaxOrder; ++k) {
+    if (st.free_blocks[k] != 0) {
+      return ::testing::AssertionFailure() << st.free_blocks[k] << " free blocks of order " << k
+                                           << " after everything was freed";
+    }
+  }
+  if (st.free_blocks[kMaxOrder] != st.chunks) {
+    return ::testing::AssertionFailure() << st.free_blocks[kMaxOrder] << " whole free chunks, " << st.chunks
+                                         << " chunks";
+  }
+  if (st.free_pages != st.chunks << kMaxOrder) return ::testing::AssertionFailure() << "free pages";
+  if (st.splits != st.merges) {
+    return ::testing::AssertionFailure() << "splits " << st.splits << " != merges " << st.merges;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// ---- random sequences ----
+
+class PageHeapRandom : public ::testing::TestWithParam<uint32_t> {};
+
+TEST_P(PageHeapRandom, InvariantsHoldAfterEveryOperation) {
+  FakeHeap h;
+  std::mt19937 rng(GetParam());
+  std::vector<LiveBlock> blocks;
+  std::map<uintptr_t, uintptr_t> live;  // start -> end
+  size_t live_pages = 0;
+  const size_t kMaxLivePages = 6 << kMaxOrder;
+  uint64_t allocs = 0, frees = 0;
+  for (int op = 0; op < 20000; ++op) {
+    // Phases that fill and drain the heap, so blocks split and merge a lot.
+    unsigned alloc_pct = (op / 2500) % 2 == 0 ? 70 : 30;
+    unsigned k = RandomOrder(rng);
+    bool alloc = blocks.empty() || rng() % 100 < alloc_pct;
+    if (alloc && live_pages + (size_t{1} << k) > kMaxLivePages) alloc = false;
+    if (alloc) {
+      bool small = rng() % 2 == 0;
+      uint8_t cls = small ? uint8_t(1 + rng() % (kNumClasses - 1)) : 0;
+      SpanState state = small ? SpanState::kSmall : SpanState::kPageObject;
+      Span* s = h.heap.Alloc(Order{k}, state, cls);
+      ASSERT_NE(s, nullptr) << "op " << op;
+      LiveBlock b{s, s->start, k, state, cls};
+      ASSERT_TRUE(BlockOk(h, b, live)) << "op " << op;
+      Mark(b);
+      live[b.start] = b.start + Order{k}.bytes();
+      blocks.push_back(b);
+      live_pages += size_t{1} << k;
+      ++allocs;
+    } else {
+      size_t i = rng() % blocks.size();
+      LiveBlock b = blocks[i];
+      blocks[i] = blocks.back();
+      blocks.pop_back();
+      ASSERT_TRUE(MarkIntact(b)) << "op " << op;
+      ASSERT_EQ(h.map->SpanOf(b.start), b.span);
+      h.heap.Free(b.span);
+      live.erase(b.start);
+      live_pages -= size_t{1} << b.order;
+      ++frees;
+    }
+    ASSERT_TRUE(h.Checked()) << "after op " << op << (alloc ? " (alloc)" : " (free)");
+    ASSERT_EQ(h.heap.Stats().used_pages, live_pages) << "op " << op;
+  }
+  EXPECT_GT(allocs, 5000u);
+  EXPECT_GT(frees, 5000u);
+  for (const LiveBlock& b : blocks) {
+    ASSERT_TRUE(MarkIntact(b));
+    h.heap.Free(b.span);
+    ASSERT_TRUE(h.Checked());
+  }
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_GT(st.merges, 0u);
+  EXPECT_GT(st.splits, 0u);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+  EXPECT_EQ(st.largest_free_pages, size_t{1} << kMaxOrder);
+  EXPECT_EQ(st.mmap_bytes, st.chunks * kChunkSize);
+  EXPECT_EQ(h.os.bad_unmaps, 0u);
+  EXPECT_EQ(h.os.bad_releases, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, PageHeapRandom, ::testing::Values(1u, 2u, 3u, 42u, 1234u, 99991u));
+
+// ---- deterministic shapes ----
+
+TEST(PageHeap, FirstAllocationMapsOneAlignedChunk) {
+  FakeHeap h;
+  Span* s = h.heap.Alloc(Order{0}, SpanState::kPageObject, 0);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->start % kChunkSize, 0u) << "the lowest block of a fresh chunk";
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.chunks, 1u);
+  EXPECT_EQ(st.mmap_bytes, kChunkSize);
+  EXPECT_EQ(st.splits, kMaxOrder);
+  for (unsigned k = 0; k < kMaxOrder; ++k) EXPECT_EQ(st.free_blocks[k], 1u) << k;
+  EXPECT_EQ(st.free_blocks[kMaxOrder], 0u);
+  EXPECT_EQ(st.used_pages, 1u);
+  EXPECT_EQ(st.free_pages, (size_t{1} << kMaxOrder) - 1);
+  EXPECT_TRUE(h.Checked());
+  h.heap.Free(s);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+  EXPECT_EQ(h.heap.Stats().merges, kMaxOrder);
+}
+
+TEST(PageHeap, FillingAChunkWithEachOrderUsesItExactly) {
+  for (unsigned k = 0; k <= kMaxOrder; ++k) {
+    FakeHeap h;
+    std::vector<Span*> spans;
+    size_t n = size_t{1} << (kMaxOrder - k);
+    for (size_t i = 0; i < n; ++i) {
+      Span* s = h.heap.Alloc(Order{k}, SpanState::kSmall, 3);
+      ASSERT_NE(s, nullptr);
+      spans.push_back(s);
+    }
+    PageHeapStats st = h.heap.Stats();
+    EXPECT_EQ(st.chunks, 1u) << "order " << k;
+    EXPECT_EQ(st.free_pages, 0u) << "order " << k;
+    ASSERT_TRUE(h.Checked());
+    Span* extra = h.heap.Alloc(Order{k}, SpanState::kSmall, 3);
+    ASSERT_NE(extra, nullptr);
+    EXPECT_EQ(h.heap.Stats().chunks, 2u);
+    spans.push_back(extra);
+    // Free in an interleaved order so merges happen from both sides.
+    for (size_t i = 0; i < spans.size(); i += 2) h.heap.Free(spans[i]);
+    ASSERT_TRUE(h.Checked());
+    for (size_t i = 1; i < spans.size(); i += 2) h.heap.Free(spans[i]);
+    ASSERT_TRUE(h.Checked());
+    EXPECT_TRUE(AllFreeAndMerged(h)) << "order " << k;
+  }
+}
+
+TEST(PageHeap, BuddiesMergeOnlyWithTheirOwnBuddy) {
+  FakeHeap h;
+  // Four order-0 blocks: 0,1 are buddies, 2,3 are buddies; 1 and 2 are
+  // neighbours but not buddies.
+  Span* b[4];
+  for (Span*& s : b) s = h.heap.Alloc(Order{0}, SpanState::kPageObject, 0);
+  for (int i = 1; i < 4; ++i) ASSERT_EQ(b[i]->start, b[0]->start + i * kPageSize);
+  uintptr_t base = b[0]->start;
+  h.heap.Free(b[1]);
+  h.heap.Free(b[2]);
+  ASSERT_TRUE(h.Checked());
+  EXPECT_EQ(h.heap.Stats().free_blocks[0], 2u) << "1 and 2 are not buddies";
+  h.heap.Free(b[0]);
+  ASSERT_TRUE(h.Checked());
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.free_blocks[0], 1u) << "block 2 stays: its buddy 3 is in use";
+  EXPECT_EQ(st.free_blocks[1], 1u) << "{0,1} merged, and stops: {2,3} is not free";
+  Span* m = h.map->SpanOf(base);
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->state, SpanState::kFree);
+  EXPECT_EQ(m->order, 1u);
+  h.heap.Free(b[3]);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+TEST(PageHeap, AllocTakesTheSmallestFittingBlock) {
+  FakeHeap h;
+  Span* a = h.heap.Alloc(Order{3}, SpanState::kPageObject, 0);
+  ASSERT_NE(a, nullptr);
+  // Free lists now hold one block each of orders 3..9; an order-5 request
+  // must take the order-5 block, not split a larger one.
+  uint64_t splits = h.heap.Stats().splits;
+  Span* b = h.heap.Alloc(Order{5}, SpanState::kPageObject, 0);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(h.heap.Stats().splits, splits);
+  EXPECT_EQ(b->start, a->start + (uintptr_t{32} << kPageShift));
+  h.heap.Free(a);
+  h.heap.Free(b);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+// Free-list links live in metadata: the pages of free blocks can be made
+// inaccessible and the heap still allocates, frees, merges and checks.
+TEST(PageHeap, NeverTouchesTheMemoryOfFreeBlocks) {
+  FakeHeap h;
+  std::vector<Span*> spans;
+  for (int i = 0; i < 64; ++i) spans.push_back(h.heap.Alloc(Order{unsigned(i % 5)}, SpanState::kSmall, 2));
+  for (Span* s : spans) h.heap.Free(s);
+  spans.clear();
+  ASSERT_TRUE(AllFreeAndMerged(h));
+  PageHeapStats st = h.heap.Stats();
+  ASSERT_EQ(st.chunks, 1u);
+  Span* chunk = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+  uintptr_t base = chunk->start;
+  h.heap.Free(chunk);
+  ASSERT_EQ(mprotect(reinterpret_cast<void*>(base), kChunkSize, PROT_NONE), 0);
+  std::mt19937 rng(7);
+  for (int op = 0; op < 3000; ++op) {
+    if (spans.empty() || rng() % 2) {
+      Span* s = h.heap.Alloc(Order{RandomOrder(rng) % 7}, SpanState::kSmall, 5);
+      ASSERT_NE(s, nullptr);
+      spans.push_back(s);
+    } else {
+      size_t i = rng() % spans.size();
+      h.heap.Free(spans[i]);
+      spans[i] = spans.back();
+      spans.pop_back();
+    }
+    if (op % 16 == 0) {
+      ASSERT_TRUE(h.Checked());
+    }
+  }
+  h.os.now_ms += 100000;
+  h.heap.ReleaseIdle();
+  h.heap.ReleaseAll();
+  for (Span* s : spans) h.heap.Free(s);
+  ASSERT_EQ(mprotect(reinterpret_cast<void*>(base), kChunkSize, PROT_READ | PROT_WRITE), 0);
+  EXPECT_TRUE(h.Checked());
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+// ---- out of memory ----
+
+TEST(PageHeapOom, NoChunkMeansNullAndAValidHeap) {
+  FakeHeap h;
+  h.os.maps_left = 0;
+  EXPECT_EQ(h.heap.Alloc(Order{0}, SpanState::kSmall, 1), nullptr);
+  EXPECT_TRUE(h.Checked());
+  EXPECT_EQ(h.heap.Stats().chunks, 0u);
+  h.os.maps_left = -1;
+  Span* s = h.heap.Alloc(Order{0}, SpanState::kSmall, 1);
+  ASSERT_NE(s, nullptr);
+  h.heap.Free(s);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+TEST(PageHeapOom, FullHeapReturnsNullThenRecovers) {
+  FakeHeap h;
+  // One chunk, one arena block, one page-map leaf.
+  h.os.maps_left = 3;
+  std::vector<Span*> spans;
+  for (;;) {
+    Span* s = h.heap.Alloc(Order{2}, SpanState::kPageObject, 0);
+    if (s == nullptr) break;
+    spans.push_back(s);
+    ASSERT_LE(spans.size(), 256u);
+  }
+  EXPECT_EQ(spans.size(), 256u) << "the whole chunk, then out of memory";
+  EXPECT_TRUE(h.Checked());
+  EXPECT_EQ(h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0), nullptr);
+  EXPECT_TRUE(h.Checked());
+  // Freeing makes room again without the OS.
+  h.heap.Free(spans.back());
+  spans.pop_back();
+  Span* again = h.heap.Alloc(Order{1}, SpanState::kSmall, 4);
+  ASSERT_NE(again, nullptr);
+  spans.push_back(again);
+  EXPECT_TRUE(h.Checked());
+  for (Span* s : spans) h.heap.Free(s);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+  EXPECT_EQ(h.os.bad_unmaps, 0u);
+}
+
+TEST(PageHeapOom, NoPageMapLeafGivesTheChunkBack) {
+  FakeHeap h;
+  h.os.maps_left = 2;  // the chunk and the arena block, but no leaf
+  EXPECT_EQ(h.heap.Alloc(Order{0}, SpanState::kSmall, 1), nullptr);
+  EXPECT_TRUE(h.Checked());
+  EXPECT_EQ(h.os.unmaps, 1u) << "the chunk goes back";
+  EXPECT_EQ(h.os.last_unmap_bytes, kChunkSize);
+  EXPECT_EQ(h.os.bad_unmaps, 0u);
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.chunks, 0u);
+  EXPECT_EQ(st.mmap_bytes + st.brk_bytes, st.chunks * kChunkSize)
+      << "a chunk given back is not counted as mapped";
+  h.os.maps_left = -1;
+  Span* s = h.heap.Alloc(Order{0}, SpanState::kSmall, 1);
+  ASSERT_NE(s, nullptr);
+  h.heap.Free(s);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+// Runs the arena dry in the middle of splitting a whole chunk down to one
+// page: the split must be undone without leaving two free buddies apart.
+void SplitRunsOutOfRecords(size_t records_left) {
+  FakeHeap h;
+  Span* first = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+  Span* second = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  h.heap.Free(second);  // a whole free chunk, no split records yet
+  ASSERT_EQ(h.arena.mapped_bytes(), MetaArena<strata_test::FakeOs>::kBlockSize);
+  size_t room = h.arena.mapped_bytes() - h.arena.used_bytes();
+  size_t record = AlignUp(sizeof(Span), 64);
+  ASSERT_GE(room, records_left * record);
+  ASSERT_NE(h.arena.Alloc(room - records_left * record), nullptr);
+  h.os.maps_left = 0;  // and no new arena block
+  Span* s = h.heap.Alloc(Order{0}, SpanState::kSmall, 1);
+  EXPECT_EQ(s, nullptr) << "splitting 10 times needs 10 records, " << records_left << " left";
+  EXPECT_TRUE(h.Checked()) << records_left << " records left";
+  // Whatever it did, a smaller request that fits the records still works
+  // and everything merges back.
+  h.heap.Free(first);
+  EXPECT_TRUE(h.Checked());
+  EXPECT_TRUE(AllFreeAndMerged(h)) << records_left << " records left";
+}
+
+TEST(PageHeapOom, SplitFailsAtTheFirstHalving) { SplitRunsOutOfRecords(0); }
+TEST(PageHeapOom, SplitFailsAtTheSecondHalving) { SplitRunsOutOfRecords(1); }
+TEST(PageHeapOom, SplitFailsHalfWay) { SplitRunsOutOfRecords(5); }
+TEST(PageHeapOom, SplitFailsAtTheLastHalving) { SplitRunsOutOfRecords(9); }
+
+// ---- brk ----
+
+TEST(PageHeapBrk, ChunksComeFromTheBreakThenFromMmap) {
+  FakeHeap h(size_t{256} << 20, 3 * kChunkSize);
+  h.heap.set_use_brk(true);
+  std::vector<Span*> spans;
+  for (int i = 0; i < 5; ++i) {
+    Span* s = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+    ASSERT_NE(s, nullptr) << i;
+    EXPECT_EQ(s->start % kChunkSize, 0u) << "break chunks are aligned too";
+    if (i < 3) {
+      EXPECT_TRUE(h.os.InBreak(reinterpret_cast<void*>(s->start))) << i;
+    } else {
+      EXPECT_TRUE(h.os.InRegion(reinterpret_cast<void*>(s->start))) << i;
+    }
+    spans.push_back(s);
+  }
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.brk_bytes, 3 * kChunkSize);
+  EXPECT_EQ(st.mmap_bytes, 2 * kChunkSize);
+  EXPECT_EQ(st.chunks, 5u);
+  EXPECT_EQ(h.os.grow_break_calls, 5u) << "the break is tried first every time";
+  EXPECT_EQ(h.os.brk_grown_bytes, 3 * kChunkSize);
+  EXPECT_TRUE(h.Checked());
+  for (Span* s : spans) h.heap.Free(s);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+TEST(PageHeapBrk, SmallBlocksFromBreakChunks) {
+  FakeHeap h(size_t{64} << 20, 2 * kChunkSize);
+  h.heap.set_use_brk(true);
+  std::vector<Span*> spans;
+  for (int i = 0; i < 1000; ++i) {  // ~2300 pages: more than the break's two chunks
+    Span* s = h.heap.Alloc(Order{unsigned(i % 3)}, SpanState::kSmall, uint8_t(1 + i % 9));
+    ASSERT_NE(s, nullptr);
+    spans.push_back(s);
+  }
+  ASSERT_TRUE(h.Checked());
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.brk_bytes, 2 * kChunkSize);
+  EXPECT_GE(st.mmap_bytes, kChunkSize);
+  for (Span* s : spans) h.heap.Free(s);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+TEST(PageHeapBrk, WithoutBrkTheBreakIsNeverTouched) {
+  FakeHeap h(size_t{64} << 20, 2 * kChunkSize);
+  Span* s = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(h.os.grow_break_calls, 0u);
+  EXPECT_EQ(h.heap.Stats().brk_bytes, 0u);
+  h.heap.Free(s);
+}
+
+TEST(PageHeapBrk, ALeafFailureDoesNotUnmapBreakMemory) {
+  FakeHeap h(size_t{64} << 20, 2 * kChunkSize);
+  h.heap.set_use_brk(true);
+  h.os.maps_left = 1;  // the arena block; the page-map leaf fails
+  EXPECT_EQ(h.heap.Alloc(Order{0}, SpanState::kSmall, 1), nullptr);
+  EXPECT_TRUE(h.Checked());
+  EXPECT_EQ(h.os.bad_unmaps, 0u) << "memory of the break was passed to Unmap";
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.mmap_bytes + st.brk_bytes, st.chunks * kChunkSize);
+}
+
+// ---- returning memory (decay) ----
+
+struct PageHeapDecay : ::testing::Test {
+  void SetUp() override {
+    h.os.now_ms = 10000;
+    h.heap.set_decay_ms(kDecay);
+  }
+  static constexpr int64_t kDecay = 1000;
+  FakeHeap h;
+};
+
+TEST_F(PageHeapDecay, FreshChunksAreNotReleasedAgain) {
+  Span* s = h.heap.Alloc(Order{0}, SpanState::kSmall, 1);
+  ASSERT_NE(s, nullptr);
+  h.os.now_ms += 10 * kDecay;
+  EXPECT_EQ(h.heap.ReleaseIdle(), 0u) << "never-used pages are known not resident";
+  EXPECT_EQ(h.heap.ReleaseAll(), 0u);
+  EXPECT_EQ(h.os.releases, 0u);
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.released_pages, st.free_pages);
+  h.heap.Free(s);
+}
+
+TEST_F(PageHeapDecay, IdleBlocksAreReleasedAfterTheDecayTimeAndNotBefore) {
+  Span* a = h.heap.Alloc(Order{4}, SpanState::kSmall, 2);
+  Span* keep = h.heap.Alloc(Order{4}, SpanState::kSmall, 2);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(keep, nullptr);
+  const uint64_t t = h.os.now_ms;
+  h.heap.Free(a);
+  EXPECT_EQ(h.os.releases, 0u);
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.free_pages - st.released_pages, 16u) << "the freed block is resident";
+
+  h.os.now_ms = t + kDecay - 1;
+  EXPECT_EQ(h.heap.ReleaseIdle(), 0u);
+  EXPECT_EQ(h.os.releases, 0u);
+
+  h.os.now_ms = t + kDecay;
+  EXPECT_EQ(h.heap.ReleaseIdle(), 16 * kPageSize);
+  EXPECT_EQ(h.os.releases, 1u);
+  EXPECT_FALSE(h.os.lazy_releases);
+  st = h.heap.Stats();
+  EXPECT_EQ(st.released_pages, st.free_pages);
+  EXPECT_EQ(st.released_bytes_total, 16 * kPageSize);
+  EXPECT_EQ(h.heap.ReleaseIdle(), 0u) << "nothing is released twice";
+  EXPECT_EQ(h.heap.ReleaseAll(), 0u);
+  EXPECT_TRUE(h.Checked());
+  h.heap.Free(keep);
+}
+
+TEST_F(PageHeapDecay, FreeReleasesOtherIdleBlocksOnItsWay) {
+  Span* a = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+  Span* b = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const uint64_t t = h.os.now_ms;
+  h.heap.Free(a);
+  h.os.now_ms = t + kDecay;
+  h.heap.Free(b);  // a separate chunk: no merge with a
+  EXPECT_EQ(h.os.releases, 1u);
+  EXPECT_EQ(h.os.released_bytes, kChunkSize);
+  EXPECT_EQ(h.os.last_unmap, nullptr);
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.released_pages, size_t{1} << kMaxOrder) << "a, not b";
+  h.os.now_ms = t + 2 * kDecay;
+  EXPECT_EQ(h.heap.ReleaseIdle(), kChunkSize);
+  EXPECT_EQ(h.heap.Stats().released_pages, size_t{2} << kMaxOrder);
+}
+
+TEST_F(PageHeapDecay, ReleaseAllReleasesEveryFreePageAtOnce) {
+  std::vector<Span*> spans;
+  for (int i = 0; i < 40; ++i) spans.push_back(h.heap.Alloc(Order{unsigned(i % 6)}, SpanState::kSmall, 1));
+  size_t freed_pages = 0;
+  for (size_t i = 0; i < spans.size(); i += 2) {
+    freed_pages += spans[i]->pages().n;
+    h.heap.Free(spans[i]);
+  }
+  EXPECT_EQ(h.heap.ReleaseAll(), freed_pages * kPageSize);
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.released_pages, st.free_pages);
+  EXPECT_EQ(h.heap.ReleaseAll(), 0u);
+  EXPECT_TRUE(h.Checked());
+  for (size_t i = 1; i < spans.size(); i += 2) h.heap.Free(spans[i]);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+TEST_F(PageHeapDecay, ReleasedBlocksCanBeAllocatedAgainAndReadZero) {
+  Span* a = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);
+  ASSERT_NE(a, nullptr);
+  uintptr_t start = a->start;
+  memset(reinterpret_cast<void*>(start), 0xab, Order{3}.bytes());
+  h.heap.Free(a);
+  ASSERT_EQ(h.heap.ReleaseAll(), Order{3}.bytes());
+  Span* b = h.heap.Alloc(Order{3}, SpanState::kPageObject, 0);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->start, start) << "the same block comes back";
+  EXPECT_EQ(b->clean_pages, 0u);
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(b->start);
+  for (size_t i = 0; i < Order{3}.bytes(); ++i) ASSERT_EQ(p[i], 0) << i;
+  memset(reinterpret_cast<void*>(b->start), 0x11, Order{3}.bytes());
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.released_pages, st.free_pages);
+  EXPECT_TRUE(h.Checked());
+  h.heap.Free(b);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+TEST_F(PageHeapDecay, NegativeDecayNeverReleasesByItself) {
+  h.heap.set_decay_ms(-1);
+  Span* a = h.heap.Alloc(Order{2}, SpanState::kSmall, 1);
+  Span* b = h.heap.Alloc(Order{2}, SpanState::kSmall, 1);
+  h.heap.Free(a);
+  h.os.now_ms += 1000000;
+  h.heap.Free(b);
+  EXPECT_EQ(h.heap.ReleaseIdle(), 0u);
+  EXPECT_EQ(h.os.releases, 0u);
+  EXPECT_EQ(h.heap.ReleaseAll(), 8 * kPageSize) << "an explicit release still works";
+}
+
+TEST_F(PageHeapDecay, LazyReleaseUsesMadvFree) {
+  h.heap.set_lazy_release(true);
+  Span* a = h.heap.Alloc(Order{1}, SpanState::kSmall, 1);
+  h.heap.Free(a);
+  EXPECT_EQ(h.heap.ReleaseAll(), 2 * kPageSize);
+  EXPECT_EQ(h.os.lazy_releases, 1u);
+}
+
+// "0 returns them at once" (alloc/options.h).
+TEST_F(PageHeapDecay, ZeroDecayReleasesEveryFreeAtOnce) {
+  h.heap.set_decay_ms(0);
+  Span* a = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+  Span* b = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+  h.heap.Free(a);
+  h.heap.Free(b);  // same millisecond
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.released_pages, st.free_pages) << "a free in the same millisecond stayed resident";
+}
+
+}  // namespace
+}  // namespace strata
