@@ -52,8 +52,17 @@ void* MallocLarge(size_t size);
 
 // ---- the fast paths ----
 
+// Where the fast path goes when it cannot finish. The shim substitutes
+// versions that also set errno, so that the fast path itself stays a few
+// instructions with tail calls and nothing to save.
+struct SlowPaths {
+  static void* Small(size_t cls, size_t size) { return MallocSlow(cls, size); }
+  static void* Large(size_t size) { return MallocLarge(size); }
+};
+
 // Pop an object of class `cls` (for a request of `size` bytes) from this
 // thread's cache.
+template <class Slow = SlowPaths>
 STRATA_INLINE void* MallocClass(size_t cls, size_t size) {
   FreeList& list = t_cache.lists[cls];
   void* p = list.head;
@@ -64,12 +73,13 @@ STRATA_INLINE void* MallocClass(size_t cls, size_t size) {
     list.requested += size;
     return p;
   }
-  return MallocSlow(cls, size);
+  return Slow::Small(cls, size);
 }
 
+template <class Slow = SlowPaths>
 STRATA_INLINE void* Malloc(size_t size) {
-  if (STRATA_LIKELY(size <= kMaxSmall)) return MallocClass(SizeToClass(size), size);
-  return MallocLarge(size);
+  if (STRATA_LIKELY(size <= kMaxSmall)) return MallocClass<Slow>(SizeToClass(size), size);
+  return Slow::Large(size);
 }
 
 STRATA_INLINE void Free(void* p) {

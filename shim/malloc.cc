@@ -22,6 +22,12 @@ STRATA_INLINE void* SetErrno(void* p) {
   return p;
 }
 
+// malloc's slow paths with errno: the fast path tail-calls these.
+struct ErrnoSlowPaths {
+  STRATA_NOINLINE static void* Small(size_t cls, size_t size) { return SetErrno(strata::MallocSlow(cls, size)); }
+  STRATA_NOINLINE static void* Large(size_t size) { return SetErrno(strata::MallocLarge(size)); }
+};
+
 // glibc's memalign: alignments up to 16 are malloc's; a non-power of two is
 // rounded up to the next power of two; one beyond SIZE_MAX/2+1 is EINVAL.
 void* Memalign(size_t align, size_t size) {
@@ -38,7 +44,7 @@ void* Memalign(size_t align, size_t size) {
 
 extern "C" {
 
-STRATA_EXPORT void* malloc(size_t size) __THROW { return SetErrno(strata::Malloc(size)); }
+STRATA_EXPORT void* malloc(size_t size) __THROW { return strata::Malloc<ErrnoSlowPaths>(size); }
 
 STRATA_EXPORT void free(void* p) __THROW { strata::Free(p); }
 

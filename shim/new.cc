@@ -34,17 +34,23 @@ STRATA_COLD void* NewSlow(size_t size, size_t align, bool nothrow) {
   }
 }
 
-STRATA_INLINE void* New(size_t size) {
-  void* p = strata::Malloc(size);
-  if (STRATA_LIKELY(p != nullptr)) return p;
-  return NewSlow(size, 0, false);
-}
+// operator new's slow paths: on failure, the new_handler loop. The fast
+// path tail-calls these.
+template <bool kNothrow>
+struct NewSlowPaths {
+  STRATA_NOINLINE static void* Small(size_t cls, size_t size) {
+    void* p = strata::MallocSlow(cls, size);
+    return p != nullptr ? p : NewSlow(size, 0, kNothrow);
+  }
+  STRATA_NOINLINE static void* Large(size_t size) {
+    void* p = strata::MallocLarge(size);
+    return p != nullptr ? p : NewSlow(size, 0, kNothrow);
+  }
+};
 
-STRATA_INLINE void* NewNothrow(size_t size) noexcept {
-  void* p = strata::Malloc(size);
-  if (STRATA_LIKELY(p != nullptr)) return p;
-  return NewSlow(size, 0, true);
-}
+STRATA_INLINE void* New(size_t size) { return strata::Malloc<NewSlowPaths<false>>(size); }
+
+STRATA_INLINE void* NewNothrow(size_t size) noexcept { return strata::Malloc<NewSlowPaths<true>>(size); }
 
 STRATA_INLINE size_t Align(std::align_val_t a) {
   size_t align = static_cast<size_t>(a);

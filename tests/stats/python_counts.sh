@@ -50,8 +50,18 @@ grep -q "large objects: allocs" "$tmp/text.txt"
 LD_PRELOAD=$lib "$py" -c "import ctypes; ctypes.CDLL(None).malloc_stats()" 2> "$tmp/ms.txt"
 grep -q "strata statistics" "$tmp/ms.txt"
 # strata_stats_json() from C gives valid JSON.
-LD_PRELOAD=$lib "$probe" > "$tmp/probe.json"
-"$py" -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['version'] == 1" "$tmp/probe.json"
+LD_PRELOAD=$lib "$probe" > "$tmp/probe.json" 2> "$tmp/mallinfo.json"
+"$py" - "$tmp/probe.json" "$tmp/mallinfo.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+mi = json.load(open(sys.argv[2]))
+assert d['version'] == 1
+# mallinfo2 agrees with the JSON report taken right after it.
+assert mi['uordblks'] + mi['hblkhd'] == d['totals']['allocated_bytes'], (mi, d['totals'])
+assert mi['hblkhd'] == d['large']['live_bytes'], (mi, d['large'])
+assert mi['hblks'] == d['large']['live'] >= 1, (mi, d['large'])
+assert mi['arena'] == d['page_heap']['mmap_bytes'] + d['page_heap']['brk_bytes']
+PY
 # Interval lines: several JSON documents, one per line.
 STRATA_STATS=json STRATA_STATS_FILE="$tmp/tl.json" STRATA_STATS_INTERVAL_MS=20 LD_PRELOAD=$lib \
   "$py" -c "import time; time.sleep(0.3)"
