@@ -21,9 +21,12 @@ enum class OptKind : uint8_t { kInt, kBool, kChoice, kString };
   X(SOURCE, source, kChoice, "mmap", "mmap|brk",                                              \
     "Where the page heap gets its chunks: mmap, or brk (falling back to mmap when the break " \
     "cannot grow).")                                                                          \
-  X(DECAY_MS, decay_ms, kInt, "1000", "",                                                     \
+  X(DECAY_MS, decay_ms, kInt, "500", "",                                                     \
     "Free pages idle for longer than this many milliseconds are returned to the OS; -1 "      \
     "never returns them, 0 returns them at once.")                                            \
+  X(BACKGROUND, background, kBool, "1", "",                                                   \
+    "Return idle free pages from a background thread (started when the program first frees "  \
+    "memory), so a program that goes idle also gives its memory back.")                      \
   X(RELEASE, release, kChoice, "dontneed", "dontneed|free",                                   \
     "How pages are returned: MADV_DONTNEED (RSS drops at once) or MADV_FREE (the kernel "     \
     "reclaims them lazily).")                                                                 \

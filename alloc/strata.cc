@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <time.h>
 
 #include "alloc/stats/stats.h"
 
@@ -34,6 +35,51 @@ std::atomic<uint64_t> g_direct_allocs[kNumClasses];
 std::atomic<uint64_t> g_direct_requested[kNumClasses];
 std::atomic<uint64_t> g_page_objects{0};
 std::atomic<uint64_t> g_page_object_frees{0};
+
+// The background purger: a thread that returns idle free pages to the OS
+// every quarter of the decay time. Started lazily, at a point where the
+// calling thread holds no allocator lock, once the program frees memory
+// and after strata's constructor ran (libc is fully up by then). After
+// fork() the child has no such thread; it starts one again the same way.
+std::atomic<int> g_bg_state{0};  // 0 none, 1 starting/running, 2 failed
+bool g_constructed = false;
+
+void* BackgroundMain(void*) {
+  int64_t decay = g_heap.options.decay_ms;
+  int64_t period = decay / 4 > 10 ? decay / 4 : 10;
+  struct timespec ts = {time_t(period / 1000), long(period % 1000) * 1000000L};
+  for (;;) {
+    nanosleep(&ts, nullptr);
+    g_heap.pages.ReleaseIdle();
+  }
+  return nullptr;
+}
+
+STRATA_COLD void StartBackground() {
+  int expected = 0;
+  if (!g_bg_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 << 10);
+  pthread_t t;
+  if (pthread_create(&t, &attr, BackgroundMain, nullptr) != 0) g_bg_state.store(2, std::memory_order_release);
+  pthread_attr_destroy(&attr);
+}
+
+// Called where memory may have gone back to the page heap and no lock is
+// held.
+STRATA_INLINE void MaybeStartBackground() {
+  if (STRATA_UNLIKELY(g_bg_state.load(std::memory_order_relaxed) == 0) && g_constructed &&
+      g_heap.options.background != 0 && g_heap.options.decay_ms > 0) {
+    StartBackground();
+  }
+}
+
+__attribute__((constructor)) void MarkConstructed() {
+  EnsureInit();
+  g_constructed = true;
+}
 
 constexpr size_t kAllThreadsBudget = 64 << 20;
 constexpr size_t kMinThreadBudget = 256 << 10;
@@ -195,7 +241,11 @@ void* MallocSlow(size_t cls, size_t size) {
 
 void FreeOverflow(size_t cls) {
   ThreadCacheT& tc = t_cache;
-  if (STRATA_LIKELY(tc.state == CacheState::kActive)) return tc.Overflow(cls, g_heap);
+  if (STRATA_LIKELY(tc.state == CacheState::kActive)) {
+    tc.Overflow(cls, g_heap);
+    MaybeStartBackground();
+    return;
+  }
   if (tc.state == CacheState::kUninit) {
     EnsureInit();
     ThreadInit(&tc);
@@ -219,6 +269,7 @@ void FreeSlow(void* p) {
     g_page_object_frees.fetch_add(1, std::memory_order_relaxed);
     g_heap.peak.Add(-int64_t(s->bytes));
     g_heap.pages.Free(s);
+    MaybeStartBackground();
   }
 }
 
@@ -333,8 +384,10 @@ void ForkParent() {
 }
 
 void ForkChild() {
-  // Only the forking thread exists in the child; it holds every lock.
+  // Only the forking thread exists in the child; it holds every lock. The
+  // background purger did not survive the fork: let the child start its own.
   ForkParent();
+  if (g_bg_state.load(std::memory_order_relaxed) == 1) g_bg_state.store(0, std::memory_order_relaxed);
 }
 
 // ---- statistics gathering (the writers are in alloc/stats) ----

@@ -37,7 +37,8 @@ struct PageHeapStats {
   uint64_t merges = 0;
   uint64_t chunks = 0;
   uint64_t mmap_bytes = 0;
-  uint64_t brk_bytes = 0;
+  uint64_t brk_bytes = 0;             // chunk bytes currently from brk
+  uint64_t brk_returned_bytes = 0;    // chunk bytes given back by shrinking the break
   uint64_t released_bytes_total = 0;  // cumulative bytes given back
   uint64_t largest_free_pages = 0;
 };
@@ -126,6 +127,7 @@ class PageHeap {
   struct Chunk {
     uintptr_t base;
     Chunk* next;
+    bool from_brk;
   };
 
   Span* AllocLocked(Order want) {
@@ -217,6 +219,7 @@ class PageHeap {
     (from_brk ? stats_.brk_bytes : stats_.mmap_bytes) += kChunkSize;
     c->base = base;
     c->next = chunks_;
+    c->from_brk = from_brk;
     chunks_ = c;
     ++stats_.chunks;
     s->start = base;
@@ -237,9 +240,39 @@ class PageHeap {
     return ReleaseWhere(cutoff);
   }
 
+  // Gives the top of the break back to the kernel while it is a whole free
+  // chunk idle since before `cutoff`. Lock held. Returns bytes given back.
+  size_t ShrinkBreakLocked(uint64_t cutoff) {
+    size_t released = 0;
+    for (bool again = true; again;) {
+      again = false;
+      Chunk* prev = nullptr;
+      for (Chunk* c = chunks_; c != nullptr; prev = c, c = c->next) {
+        if (!c->from_brk) continue;
+        Span* s = map_->SpanOf(c->base);
+        if (s == nullptr || s->state != SpanState::kFree || s->start != c->base || s->order != kMaxOrder ||
+            s->free_since_ms > cutoff) {
+          continue;
+        }
+        if (!os_->ShrinkBreak(reinterpret_cast<void*>(c->base), kChunkSize)) continue;  // not the top
+        released += size_t(kChunkSize) - (size_t(s->clean_pages) << kPageShift);
+        free_[kMaxOrder].Remove(s);
+        map_->SetSpan(c->base, nullptr);
+        spans_.Delete(s);
+        (prev != nullptr ? prev->next : chunks_) = c->next;  // the Chunk record stays in the arena
+        --stats_.chunks;
+        stats_.brk_bytes -= kChunkSize;
+        stats_.brk_returned_bytes += kChunkSize;
+        again = true;  // the chunk below may now be the top
+        break;
+      }
+    }
+    return released;
+  }
+
   // Releases free blocks whose free_since_ms <= cutoff. Lock held.
   size_t ReleaseWhere(uint64_t cutoff) {
-    size_t released = 0;
+    size_t released = use_brk_ ? ShrinkBreakLocked(cutoff) : 0;
     for (unsigned k = 0; k < kNumOrders; ++k) {
       for (Span* s = free_[k].head; s != nullptr; s = s->next) {
         uint32_t pages = uint32_t(s->pages().n);

@@ -36,7 +36,7 @@ struct Span {
   uint8_t order = 0;
   SpanState state = SpanState::kNone;
   uint8_t cls = 0;
-  uint8_t on_list = 0;        // kSmall: 1 while on its central partial list
+  uint8_t on_list = 0;        // kSmall: which central list holds it (central.h)
 
   Pages pages() const { return Order{order}.pages(); }
   uintptr_t end() const { return start + Order{order}.bytes(); }

@@ -2,11 +2,15 @@
 // cache, kept in their spans, as a slab allocator does.
 //
 // A span of this class is in one of three states:
-//   partial: some objects out, some free      -> on partial_
+//   partial: some objects out, some free      -> on partial_[bucket]
 //   full:    every object out                 -> on no list (found again
 //            through the page map when an object comes back)
 //   empty:   no object out                    -> on empty_ (at most
 //            kMaxEmptySpans kept; the rest go back to the page heap)
+// Partial spans are bucketed by occupancy and objects are handed out from
+// the fullest bucket first, so that nearly empty spans are left alone long
+// enough to drain and go back to the page heap (less fragmentation, and
+// memory that can be returned to the OS).
 // Objects inside a span are carved lazily: `bump` is the first object never
 // handed out, `freelist` chains objects that came back (the link is stored
 // in the free object itself, as in every slab allocator).
@@ -51,6 +55,9 @@ class CentralList {
     size_ = Info(cls).size;
     objects_ = Info(cls).objects;
     order_ = Order{Info(cls).order};
+    for (unsigned i = 0; i < kBuckets - 1; ++i) {
+      threshold_[i] = uint32_t((uint64_t(objects_) * (i + 1) + kBuckets - 1) / kBuckets);
+    }
   }
 
   // Takes up to n objects, chained through their first word; *head gets
@@ -61,11 +68,12 @@ class CentralList {
     int got = 0;
     LockGuard g(lock_);
     while (got < n) {
-      Span* s = partial_.head;
+      Span* s = FullestPartial();
       if (s == nullptr) {
         s = TakeSpanLocked();
         if (s == nullptr) break;
       }
+      Unlist(s);
       uintptr_t limit = s->start + uintptr_t(objects_) * size_;
       while (got < n) {
         void* o;
@@ -83,10 +91,7 @@ class CentralList {
         ++got;
         ++s->used;
       }
-      if (s->used == objects_) {
-        partial_.Remove(s);
-        s->on_list = 0;
-      }
+      if (s->used < objects_) ListPartial(s);  // else full: on no list
     }
     if (last != nullptr) *static_cast<void**>(last) = nullptr;
     objects_out_ += uint64_t(got);
@@ -112,21 +117,20 @@ class CentralList {
         }
         *static_cast<void**>(o) = s->freelist;
         s->freelist = o;
-        if (s->on_list == 0) {
-          partial_.Push(s);
-          s->on_list = 1;
-        }
-        if (--s->used == 0) {
-          partial_.Remove(s);
+        --s->used;
+        if (s->used == 0) {
+          Unlist(s);
           if (empty_.count < kMaxEmptySpans) {
             empty_.Push(s);
-            s->on_list = 2;
+            s->on_list = kOnEmpty;
           } else {
-            s->on_list = 0;
             ++span_frees_;
             --spans_;
             to_release.Push(s);
           }
+        } else if (s->on_list != BucketMark(s->used)) {
+          Unlist(s);
+          ListPartial(s);
         }
         o = next;
       }
@@ -155,7 +159,7 @@ class CentralList {
     CentralStats st;
     LockGuard g(lock_);
     st.spans = spans_;
-    st.partial_spans = partial_.count;
+    for (const SpanList& l : partial_) st.partial_spans += l.count;
     st.empty_spans = empty_.count;
     st.objects_out = objects_out_;
     st.free_objects = spans_ * objects_ - objects_out_;
@@ -169,23 +173,49 @@ class CentralList {
   SpinLock& lock() { return lock_; }
 
  private:
-  // A span with free objects: an empty one we kept, or a new one.
-  Span* TakeSpanLocked() {
-    Span* s = empty_.Pop();
-    if (s == nullptr) {
-      s = heap_->Alloc(order_, SpanState::kSmall, cls_);
-      if (s == nullptr) return nullptr;
-      s->bump = s->start;
-      ++spans_;
-      ++span_allocs_;
+  static constexpr unsigned kBuckets = 4;
+  static constexpr uint8_t kOnEmpty = 0xff;  // on_list: 0 none, 1+b bucket b
+
+  // Bucket of a partial span with `used` objects out: the number of
+  // occupancy thresholds (a quarter, a half, three quarters) it reaches.
+  uint8_t BucketMark(uint32_t used) const {
+    unsigned b = 0;
+    for (unsigned i = 0; i < kBuckets - 1; ++i) b += used >= threshold_[i];
+    return uint8_t(1 + b);
+  }
+  Span* FullestPartial() {
+    for (unsigned b = kBuckets; b-- > 0;) {
+      if (!partial_[b].empty()) return partial_[b].head;
     }
-    partial_.Push(s);
-    s->on_list = 1;
+    return nullptr;
+  }
+  void ListPartial(Span* s) {
+    s->on_list = BucketMark(s->used);
+    partial_[s->on_list - 1].Push(s);
+  }
+  void Unlist(Span* s) {
+    if (s->on_list == kOnEmpty) empty_.Remove(s);
+    else if (s->on_list != 0) partial_[s->on_list - 1].Remove(s);
+    s->on_list = 0;
+  }
+
+  // A span with free objects (on no list): an empty one we kept, or a new
+  // one from the page heap.
+  Span* TakeSpanLocked() {
+    Span* s = empty_.head;
+    if (s != nullptr) return s;  // the caller unlists it
+    s = heap_->Alloc(order_, SpanState::kSmall, cls_);
+    if (s == nullptr) return nullptr;
+    s->bump = s->start;
+    s->on_list = 0;
+    ++spans_;
+    ++span_allocs_;
     return s;
   }
 
   SpinLock lock_;
-  SpanList partial_;
+  SpanList partial_[kBuckets];
+  uint32_t threshold_[kBuckets - 1] = {};
   SpanList empty_;
   PageHeap<Os>* heap_ = nullptr;
   PeakTracker* peak_ = nullptr;
