@@ -51,6 +51,7 @@ void* BackgroundMain(void*) {
   for (;;) {
     nanosleep(&ts, nullptr);
     g_heap.pages.ReleaseIdle();
+    g_heap.large.PurgeIdle(RealOs::NowMs());
   }
   return nullptr;
 }
@@ -131,6 +132,7 @@ STRATA_COLD bool InitSlow() {
     g_heap.pages.set_use_brk(g_heap.options.source == 1);
     g_heap.pages.set_decay_ms(g_heap.options.decay_ms);
     g_heap.pages.set_lazy_release(g_heap.options.release == 1);
+    g_heap.large.set_decay_ms(g_heap.options.decay_ms);
     if (pthread_key_create(&g_key, ThreadExit) != 0) Fatal("cannot create the thread-exit key");
     t_in_init = false;
     g_init.store(2, std::memory_order_release);
@@ -264,7 +266,8 @@ void FreeSlow(void* p) {
   Span* s = WholeSpanOf(p);
   if (s == nullptr) InvalidPointer("free", p);
   if (s->state == SpanState::kLarge) {
-    g_heap.large.Free(s);
+    g_heap.large.Free(s, RealOs::NowMs());
+    MaybeStartBackground();  // the mapping may be cached: someone must purge it
   } else {
     g_page_object_frees.fetch_add(1, std::memory_order_relaxed);
     g_heap.peak.Add(-int64_t(s->bytes));
@@ -281,7 +284,13 @@ void* MallocLarge(size_t size) {
 void* Calloc(size_t n, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) return nullptr;
-  if (total > kMaxSmall) return MallocLarge(total);  // fresh mapping: zero
+  if (total > kMaxSmall) {
+    if (!EnsureInit()) return BootAlloc(total, kMinAlign);  // static: zero
+    bool fresh = false;
+    void* p = g_heap.large.Alloc(total, kPageSize, &fresh);
+    if (p != nullptr && !fresh) memset(p, 0, total);  // a reused mapping
+    return p;
+  }
   void* p = Malloc(total);
   if (p != nullptr) memset(p, 0, total);
   return p;
@@ -360,7 +369,8 @@ size_t ReleaseMemory() {
   ThreadCacheT& tc = t_cache;
   if (tc.state == CacheState::kActive) tc.FlushAll(g_heap);
   for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].ReleaseEmpty();
-  return g_heap.pages.ReleaseAll();
+  size_t released = g_heap.large.Purge(UINT64_MAX);
+  return released + g_heap.pages.ReleaseAll();
 }
 
 // ---- fork: every lock, in the documented order, around fork() ----

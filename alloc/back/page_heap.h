@@ -235,9 +235,8 @@ class PageHeap {
   size_t ReleaseIdleLocked(uint64_t now) {
     uint64_t period = decay_ms_ > 4 ? uint64_t(decay_ms_) / 4 : 1;
     next_decay_check_ms_ = now + period;
-    if (decay_ms_ < 0) return 0;
-    uint64_t cutoff = now >= uint64_t(decay_ms_) ? now - uint64_t(decay_ms_) : 0;
-    return ReleaseWhere(cutoff);
+    if (decay_ms_ < 0 || now < uint64_t(decay_ms_)) return 0;  // nothing is that old yet
+    return ReleaseWhere(now - uint64_t(decay_ms_));
   }
 
   // Gives the top of the break back to the kernel while it is a whole free

@@ -20,6 +20,7 @@ enum class SpanState : uint8_t {
   kSmall,        // a span carved into objects of one size class
   kPageObject,   // one object of whole pages from the page heap (aligned)
   kLarge,        // a large object with its own mapping
+  kLargeCached,  // a freed large mapping kept for reuse (large.h)
 };
 
 struct Span {

@@ -1,17 +1,28 @@
 // LargeHeap: objects above kMaxSmall, each with its own mapping.
 //
-// Freeing one unmaps it at once, so its memory goes back to the OS without
-// waiting for any decay; realloc of one resizes the mapping with mremap
-// (in place when the kernel can, else moved without copying). Each mapping
-// has a Span record (state kLarge) and is entered in the page map under
-// its first page, which is how free() recognises it; the class byte stays
-// 0, so frees of large objects always take the slow path.
+// Each mapping has a Span record (state kLarge) entered in the page map
+// under its first page, which is how free() recognises it; the class byte
+// stays 0, so frees of large objects always take the slow path.
 //
-// A mapping aligned beyond the page size is never mremap'd with MAYMOVE
-// (the kernel would not keep the alignment); realloc copies instead.
+// Reuse: a freed mapping of up to kMaxCachedBytes goes to a small cache
+// instead of munmap, and an allocation that fits one takes it back with its
+// pages still resident: no syscall and no page
+// faults, which is what makes large malloc/free cycles cheap. A mapping is
+// taken for a request of at least a quarter of its size: its pages are
+// resident already, and a growing buffer then grows into it in place. Cached
+// mappings idle for longer than the decay time are unmapped (Purge, called
+// by the background purger and on the large slow paths); the cache never
+// holds more than kMaxCacheSlots mappings or kMaxCacheBytes bytes.
 //
-// Locking: one spinlock guards the record pool and the list of live
-// mappings. Syscalls run outside it where the record is not shared yet.
+// Realloc resizes the mapping with mremap (in place when the kernel can,
+// else moved without copying). Growth reserves 50% more than asked (address
+// space only: untouched pages cost no memory), so a buffer grown in small
+// steps is remapped a logarithmic number of times. A mapping aligned beyond
+// the page size is never mremap'd with MAYMOVE (the kernel would not keep
+// the alignment) and is not cached.
+//
+// Locking: one spinlock guards the record pool, the live list and the
+// cache. mmap/munmap of mappings nobody else can see run outside it.
 #pragma once
 
 #include <string.h>
@@ -30,11 +41,18 @@ struct LargeStats {
   uint64_t live_bytes = 0;     // mapped bytes of live large objects
   uint64_t mremaps = 0;
   uint64_t peak_live_bytes = 0;
+  uint64_t cache_hits = 0;     // allocations served by a cached mapping
+  uint64_t cached = 0;         // mappings in the cache now
+  uint64_t cached_bytes = 0;
 };
 
 template <class Os>
 class LargeHeap {
  public:
+  static constexpr size_t kMaxCacheSlots = 16;
+  static constexpr size_t kMaxCachedBytes = 64 << 20;   // per mapping
+  static constexpr size_t kMaxCacheBytes = 128 << 20;   // in all
+
   constexpr LargeHeap() = default;
   void Bind(Os* os, PageMap<Os>* map, MetaArena<Os>* arena, PeakTracker* peak = nullptr) {
     os_ = os;
@@ -42,6 +60,7 @@ class LargeHeap {
     arena_ = arena;
     peak_ = peak;
   }
+  void set_decay_ms(int64_t ms) { decay_ms_ = ms; }
 
   // 0 when no mapping can hold `size`. A zero-byte request gets a page.
   static size_t MappingSize(size_t size) {
@@ -49,13 +68,27 @@ class LargeHeap {
     return size == 0 ? kPageSize : AlignUp(size, kPageSize);
   }
 
-  // nullptr when out of memory (or size absurd).
-  void* Alloc(size_t size, size_t align) {
+  // nullptr when out of memory (or size absurd). *fresh tells whether the
+  // memory is new from the kernel (hence zero) or a reused mapping.
+  void* Alloc(size_t size, size_t align, bool* fresh = nullptr) {
     size_t bytes = MappingSize(size);
     if (bytes == 0) return nullptr;
+    if (align <= kPageSize) {
+      LockGuard g(lock_);
+      if (Span* s = TakeCachedLocked(bytes)) {
+        if (fresh != nullptr) *fresh = false;
+        return reinterpret_cast<void*>(s->start);
+      }
+    }
+    if (fresh != nullptr) *fresh = true;
     if (align < kPageSize) align = kPageSize;
     void* mem = os_->Map(bytes, align);
-    if (mem == nullptr) return nullptr;
+    if (mem == nullptr) {
+      // Cached mappings may be what stands in the way: drop them and retry.
+      if (Purge(UINT64_MAX) == 0) return nullptr;
+      mem = os_->Map(bytes, align);
+      if (mem == nullptr) return nullptr;
+    }
     if (!map_->Ensure(uintptr_t(mem), kPageSize)) {
       os_->Unmap(mem, bytes);
       return nullptr;
@@ -68,38 +101,150 @@ class LargeHeap {
     }
     s->start = uintptr_t(mem);
     s->bytes = bytes;
-    s->state = SpanState::kLarge;
     s->order = align > kPageSize ? 1 : 0;  // 1: aligned mapping, no MAYMOVE
-    live_.Push(s);
     map_->Set(s->start, Pages{1}, s, 0);
-    ++stats_.allocs;
-    AddLive(bytes);
+    MakeLiveLocked(s);
     return mem;
   }
 
-  void Free(Span* s) {
+  void Free(Span* s, uint64_t now_ms) {
+    Span* evicted[kMaxCacheSlots + 1];
+    size_t n_evicted = 0;
+    bool cached = false;
     uintptr_t start;
     size_t bytes;
     {
       LockGuard g(lock_);
       start = s->start;
       bytes = s->bytes;
-      map_->SetSpan(start, nullptr);
       live_.Remove(s);
-      pool_.Delete(s);
       ++stats_.frees;
       stats_.live_bytes -= bytes;
       if (peak_ != nullptr) peak_->Add(-int64_t(bytes));
+      if (s->order == 0 && bytes <= kMaxCachedBytes && decay_ms_ != 0) {
+        // Make room (oldest first), then keep it. The page-map entry stays:
+        // a second free of it sees state kLargeCached and is refused.
+        while (cache_n_ > 0 && (cache_n_ == kMaxCacheSlots || cache_bytes_ + bytes > kMaxCacheBytes)) {
+          evicted[n_evicted++] = RemoveCachedLocked(0);
+        }
+        s->state = SpanState::kLargeCached;
+        s->free_since_ms = now_ms;
+        cache_[cache_n_++] = s;
+        cache_bytes_ += bytes;
+        cached = true;
+      } else {
+        ForgetLocked(s);
+      }
     }
-    os_->Unmap(reinterpret_cast<void*>(start), bytes);
+    if (!cached) os_->Unmap(reinterpret_cast<void*>(start), bytes);
+    UnmapEvicted(evicted, n_evicted);
   }
 
-  // Resizes to `size` (> kMaxSmall). Returns the new address or nullptr
-  // (the old object is then intact).
+  // Unmaps cached mappings idle since before `cutoff_ms` (all of them with
+  // UINT64_MAX). Returns the bytes unmapped.
+  size_t Purge(uint64_t cutoff_ms) {
+    Span* evicted[kMaxCacheSlots];
+    size_t n = 0;
+    {
+      LockGuard g(lock_);
+      for (size_t i = 0; i < cache_n_;) {
+        if (cache_[i]->free_since_ms <= cutoff_ms) {
+          evicted[n++] = RemoveCachedLocked(i);
+        } else {
+          ++i;
+        }
+      }
+    }
+    return UnmapEvicted(evicted, n);
+  }
+  size_t PurgeIdle(uint64_t now_ms) {
+    if (decay_ms_ < 0 || now_ms < uint64_t(decay_ms_)) return 0;  // nothing is that old yet
+    return Purge(now_ms - uint64_t(decay_ms_));
+  }
+
+  // Resizes to `size`. Returns the new address or nullptr (the old object is
+  // then intact).
   void* Realloc(Span* s, size_t size) {
     size_t bytes = MappingSize(size);
     if (bytes == 0) return nullptr;
-    if (bytes == s->bytes) return reinterpret_cast<void*>(s->start);
+    if (bytes <= s->bytes && bytes > s->bytes / 2) return reinterpret_cast<void*>(s->start);
+    if (bytes > s->bytes) {
+      // Reserve room to grow into (address space only).
+      size_t roomy = AlignUp(s->bytes + s->bytes / 2, kPageSize);
+      if (roomy > bytes && roomy > s->bytes) {
+        void* p = Resize(s, roomy);
+        if (p != nullptr) return p;
+      }
+    }
+    return Resize(s, bytes);
+  }
+
+  LargeStats Stats() {
+    LockGuard g(lock_);
+    LargeStats st = stats_;
+    st.live = live_.count;
+    st.cached = cache_n_;
+    st.cached_bytes = cache_bytes_;
+    return st;
+  }
+
+  SpinLock& lock() { return lock_; }
+
+ private:
+  // The smallest cached mapping that holds `bytes` and is at most four
+  // times as large, now live; nullptr if none. Lock held.
+  Span* TakeCachedLocked(size_t bytes) {
+    size_t best = cache_n_;
+    for (size_t i = 0; i < cache_n_; ++i) {
+      size_t b = cache_[i]->bytes;
+      if (b >= bytes && b / 4 <= bytes && (best == cache_n_ || b < cache_[best]->bytes)) best = i;
+    }
+    if (best == cache_n_) return nullptr;
+    Span* s = RemoveCachedLocked(best);
+    ++stats_.cache_hits;
+    MakeLiveLocked(s);
+    return s;
+  }
+
+  Span* RemoveCachedLocked(size_t i) {
+    Span* s = cache_[i];
+    for (size_t j = i + 1; j < cache_n_; ++j) cache_[j - 1] = cache_[j];  // keep age order
+    --cache_n_;
+    cache_bytes_ -= s->bytes;
+    return s;
+  }
+
+  void MakeLiveLocked(Span* s) {
+    s->state = SpanState::kLarge;
+    live_.Push(s);
+    ++stats_.allocs;
+    AddLive(s->bytes);
+  }
+
+  // Drops the record of a mapping about to be unmapped. Lock held.
+  void ForgetLocked(Span* s) {
+    if (map_->SpanOf(s->start) == s) map_->SetSpan(s->start, nullptr);
+    pool_.Delete(s);
+  }
+
+  size_t UnmapEvicted(Span* const* evicted, size_t n) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; ++i) {
+      uintptr_t start;
+      size_t bytes;
+      {
+        LockGuard g(lock_);
+        start = evicted[i]->start;
+        bytes = evicted[i]->bytes;
+        ForgetLocked(evicted[i]);
+      }
+      os_->Unmap(reinterpret_cast<void*>(start), bytes);
+      total += bytes;
+    }
+    return total;
+  }
+
+  void* Resize(Span* s, size_t bytes) {
     void* old = reinterpret_cast<void*>(s->start);
     void* mem = nullptr;
     if (s->order == 0) {
@@ -115,8 +260,7 @@ class LargeHeap {
     }
     if (mem == nullptr) return nullptr;
     if (!map_->Ensure(uintptr_t(mem), kPageSize)) {
-      // Cannot record the new place: move it back is not possible in
-      // general, so keep the mapping under a fatal error rather than lose it.
+      // The mapping has moved and cannot be recorded: nothing sane is left.
       Fatalf("out of memory for the page map while moving %p", old);
     }
     LockGuard g(lock_);
@@ -135,16 +279,6 @@ class LargeHeap {
     return mem;
   }
 
-  LargeStats Stats() {
-    LockGuard g(lock_);
-    LargeStats st = stats_;
-    st.live = live_.count;
-    return st;
-  }
-
-  SpinLock& lock() { return lock_; }
-
- private:
   void AddLive(size_t bytes) {
     if (peak_ != nullptr) peak_->Add(int64_t(bytes));
     stats_.live_bytes += bytes;
@@ -158,6 +292,10 @@ class LargeHeap {
   SpinLock lock_;
   SpanList live_;
   RecordPool<Span, Os> pool_;
+  Span* cache_[kMaxCacheSlots] = {};
+  size_t cache_n_ = 0;
+  size_t cache_bytes_ = 0;
+  int64_t decay_ms_ = 500;
   LargeStats stats_;
 };
 

@@ -40,7 +40,8 @@ void Finish(Snapshot* s) {
   uint64_t po_pages = s->pages.used_pages >= small_span_pages ? s->pages.used_pages - small_span_pages : 0;
   s->page_object_bytes = po_pages << kPageShift;
   s->allocated_bytes = s->small_live_bytes + s->large.live_bytes + s->page_object_bytes;
-  s->mapped_bytes = s->pages.mmap_bytes + s->pages.brk_bytes + s->large.live_bytes + s->metadata_bytes;
+  s->mapped_bytes = s->pages.mmap_bytes + s->pages.brk_bytes + s->large.live_bytes + s->large.cached_bytes +
+                   s->metadata_bytes;
   s->released_bytes = s->pages.released_pages << kPageShift;
   s->heap_free_bytes = s->pages.free_pages << kPageShift;
   s->allocs += s->large.allocs + s->page_objects;
@@ -230,6 +231,9 @@ size_t WriteJson(const Snapshot& s, char* buf, size_t len) {
   j.U("live_bytes", s.large.live_bytes);
   j.U("peak_live_bytes", s.large.peak_live_bytes);
   j.U("mremaps", s.large.mremaps);
+  j.U("cache_hits", s.large.cache_hits);
+  j.U("cached", s.large.cached);
+  j.U("cached_bytes", s.large.cached_bytes);
   j.Close('}');
   j.Open("fragmentation", '{');
   j.F("internal", s.internal_fragmentation);
@@ -285,7 +289,10 @@ size_t WriteText(const Snapshot& s, char* buf, size_t len) {
   out.Str("  large objects: allocs "); out.U64(s.large.allocs);
   out.Str(", frees "); out.U64(s.large.frees);
   out.Str(", live "); out.U64(s.large.live); out.Str(" ("); Bytes(out, s.large.live_bytes, 0);
-  out.Str("), mremaps "); out.U64(s.large.mremaps); out.Put('\n');
+  out.Str("), mremaps "); out.U64(s.large.mremaps);
+  out.Str(", cache hits "); out.U64(s.large.cache_hits);
+  out.Str(", cached "); out.U64(s.large.cached); out.Str(" ("); Bytes(out, s.large.cached_bytes, 0);
+  out.Str(")\n");
   out.Str("  fragmentation: internal "); out.Fixed(s.internal_fragmentation * 100, 1);
   out.Str("% (class rounding), external "); out.Fixed(s.external_fragmentation * 100, 1);
   out.Str("% (free pages the largest free block cannot serve)\n");

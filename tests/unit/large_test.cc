@@ -25,8 +25,11 @@ using strata_test::Intact;
 constexpr size_t kMiB = size_t{1} << 20;
 
 struct LargeTest : ::testing::Test {
+  // Decay 0: freed mappings are unmapped at once (no reuse cache); the
+  // cache has its own tests below.
   LargeTest() : os(size_t{1} << 30), map(new PageMap<FakeOs>(&os)), arena(&os) {
     large.Bind(&os, map.get(), &arena);
+    large.set_decay_ms(0);
   }
   Span* SpanAt(void* p) { return map->SpanOf(uintptr_t(p)); }
 
@@ -52,7 +55,7 @@ TEST_F(LargeTest, AllocMapsPageRoundedAndRecordsTheFirstPage) {
   EXPECT_EQ(st.allocs, 1u);
   EXPECT_EQ(st.live, 1u);
   EXPECT_EQ(st.live_bytes, s->bytes);
-  large.Free(s);
+  large.Free(s, os.now_ms);
 }
 
 TEST_F(LargeTest, FreeUnmapsAtOnce) {
@@ -60,7 +63,7 @@ TEST_F(LargeTest, FreeUnmapsAtOnce) {
   ASSERT_NE(p, nullptr);
   memset(p, 1, 3 * kMiB + 5);
   size_t unmaps = os.unmaps;
-  large.Free(SpanAt(p));
+  large.Free(SpanAt(p), os.now_ms);
   EXPECT_EQ(os.unmaps, unmaps + 1);
   EXPECT_EQ(os.last_unmap, p);
   EXPECT_EQ(os.last_unmap_bytes, 3 * kMiB + kPageSize);
@@ -77,7 +80,7 @@ TEST_F(LargeTest, RecordsAreRecycled) {
   for (int i = 0; i < 100; ++i) {
     void* p = large.Alloc(kMaxSmall + 1000, kPageSize);
     ASSERT_NE(p, nullptr);
-    large.Free(SpanAt(p));
+    large.Free(SpanAt(p), os.now_ms);
   }
   EXPECT_EQ(arena.used_bytes(), AlignUp(sizeof(Span), 64)) << "one record, reused";
   EXPECT_EQ(os.live_mappings(), 2u) << "the page-map leaf and the arena block";
@@ -100,7 +103,9 @@ TEST_P(LargeRealloc, GrowthFrom1To64MiBKeepsContents) {
     ASSERT_NE(q, nullptr) << next;
     EXPECT_EQ(SpanAt(q), s);
     EXPECT_EQ(s->start, uintptr_t(q));
-    EXPECT_EQ(s->bytes, AlignUp(next, kPageSize));
+    // Growth reserves up to 50% more address space than asked.
+    EXPECT_GE(s->bytes, AlignUp(next, kPageSize));
+    EXPECT_LE(s->bytes, AlignUp(next, kPageSize) + AlignUp(size, kPageSize) / 2 + kPageSize);
     if (q != p) {
       ++moved;
       EXPECT_EQ(SpanAt(p), nullptr) << "the old address is forgotten";
@@ -114,9 +119,10 @@ TEST_P(LargeRealloc, GrowthFrom1To64MiBKeepsContents) {
   if (GetParam()) {
     EXPECT_GT(moved, 0);
   }
-  EXPECT_EQ(large.Stats().live_bytes, 64 * kMiB);
+  EXPECT_EQ(large.Stats().live_bytes, s->bytes);
+  EXPECT_GE(s->bytes, 64 * kMiB);
   EXPECT_EQ(os.bad_unmaps, 0u);
-  large.Free(s);
+  large.Free(s, os.now_ms);
   EXPECT_EQ(large.Stats().live_bytes, 0u);
 }
 
@@ -140,7 +146,7 @@ TEST_P(LargeRealloc, ShrinkKeepsContentsAndAddress) {
   ASSERT_EQ(q, p);
   EXPECT_EQ(s->bytes, kPageSize);
   EXPECT_TRUE(Intact(q, 100, 2));
-  large.Free(s);
+  large.Free(s, os.now_ms);
   EXPECT_EQ(os.bad_unmaps, 0u);
 }
 
@@ -156,7 +162,7 @@ TEST_F(LargeTest, ReallocToTheSamePagesDoesNotRemap) {
   EXPECT_EQ(large.Realloc(s, kMiB + 100), p);
   EXPECT_EQ(large.Realloc(s, kMiB + kPageSize), p);
   EXPECT_EQ(os.remaps, remaps);
-  large.Free(s);
+  large.Free(s, os.now_ms);
 }
 
 TEST_F(LargeTest, FailedReallocLeavesTheObjectIntact) {
@@ -171,7 +177,7 @@ TEST_F(LargeTest, FailedReallocLeavesTheObjectIntact) {
   EXPECT_EQ(large.Stats().live_bytes, 2 * kMiB);
   EXPECT_EQ(large.Realloc(s, SIZE_MAX - 5), nullptr) << "absurd sizes fail early";
   EXPECT_EQ(s->bytes, 2 * kMiB);
-  large.Free(s);
+  large.Free(s, os.now_ms);
 }
 
 TEST_F(LargeTest, AbsurdSizesAndOutOfMemoryFail) {
@@ -222,7 +228,7 @@ TEST_P(LargeAligned, AlignedAndReallocKeepsContents) {
   void* r = large.Realloc(s, 10 * kMiB);
   ASSERT_NE(r, nullptr);
   EXPECT_TRUE(Intact(r, 2 * kMiB, 4));
-  large.Free(s);
+  large.Free(s, os.now_ms);
   EXPECT_EQ(os.bad_unmaps, 0u);
 }
 
@@ -238,7 +244,7 @@ TEST_P(LargeAligned, OutOfMemoryWhileCopyingLeavesTheObjectIntact) {
   EXPECT_EQ(SpanAt(p), s);
   EXPECT_EQ(s->bytes, 2 * kMiB);
   EXPECT_TRUE(Intact(p, 2 * kMiB, 5));
-  large.Free(s);
+  large.Free(s, os.now_ms);
 }
 
 INSTANTIATE_TEST_SUITE_P(Alignments, LargeAligned, ::testing::Values(kMiB, 4 * kMiB, 64 * kMiB),
@@ -270,7 +276,7 @@ TEST(LargeApi, UsableSizeIsPageRounded) {
   }
 }
 
-TEST(LargeApi, FreeUnmapsAtOnce) {
+TEST(LargeApi, FreedMappingsAreCachedThenReleased) {
   LargeStats before = LargeNow();
   void* p = strata_malloc(4 * kMiB);
   ASSERT_NE(p, nullptr);
@@ -278,10 +284,22 @@ TEST(LargeApi, FreeUnmapsAtOnce) {
   EXPECT_TRUE(Mapped(p));
   EXPECT_EQ(LargeNow().live, before.live + 1);
   strata_free(p);
-  EXPECT_FALSE(Mapped(p)) << "the mapping is gone";
   LargeStats after = LargeNow();
   EXPECT_EQ(after.live, before.live);
   EXPECT_EQ(after.frees, before.frees + 1);
+  EXPECT_EQ(after.cached, before.cached + 1) << "kept for reuse until the decay time";
+  EXPECT_GT(strata_release(), 0u);
+  EXPECT_FALSE(Mapped(p)) << "strata_release() unmaps cached mappings";
+  EXPECT_EQ(LargeNow().cached, 0u);
+}
+
+TEST(LargeApi, FreeOfAHugeMappingUnmapsAtOnce) {
+  const size_t size = 80 * kMiB;  // above the cache's per-mapping limit
+  void* p = strata_malloc(size);
+  ASSERT_NE(p, nullptr);
+  memset(p, 1, kMiB);
+  strata_free(p);
+  EXPECT_FALSE(Mapped(p)) << "the mapping is gone";
 }
 
 TEST(LargeApi, ReallocGrowthAndShrinkKeepContents) {
@@ -346,6 +364,98 @@ INSTANTIATE_TEST_SUITE_P(Alignments, LargeApiAligned, ::testing::Values(kMiB, 4 
                          [](const ::testing::TestParamInfo<size_t>& i) {
                            return std::to_string(i.param >> 20) + "MiB";
                          });
+
+// ---- the reuse cache of freed mappings ----
+
+struct LargeCacheTest : LargeTest {
+  LargeCacheTest() { large.set_decay_ms(1000); }
+};
+
+TEST_F(LargeCacheTest, AFreedMappingIsReusedWithoutSyscalls) {
+  void* p = large.Alloc(2 * kMiB, kPageSize);
+  ASSERT_NE(p, nullptr);
+  Span* s = SpanAt(p);
+  size_t maps = os.maps, unmaps = os.unmaps;
+  large.Free(s, os.now_ms);
+  EXPECT_EQ(os.unmaps, unmaps) << "kept for reuse";
+  EXPECT_EQ(SpanAt(p)->state, SpanState::kLargeCached) << "a second free is refused";
+  bool fresh = true;
+  void* q = large.Alloc(2 * kMiB - 5000, kPageSize, &fresh);
+  EXPECT_EQ(q, p);
+  EXPECT_FALSE(fresh) << "calloc must clear reused memory";
+  EXPECT_EQ(os.maps, maps);
+  LargeStats st = large.Stats();
+  EXPECT_EQ(st.cache_hits, 1u);
+  EXPECT_EQ(st.cached, 0u);
+  EXPECT_EQ(SpanAt(q)->state, SpanState::kLarge);
+  large.Free(SpanAt(q), os.now_ms);
+}
+
+TEST_F(LargeCacheTest, OnlyAFitWithinFourTimesTheSizeIsReused) {
+  void* p = large.Alloc(8 * kMiB, kPageSize);
+  large.Free(SpanAt(p), os.now_ms);
+  bool fresh = false;
+  void* small = large.Alloc(kMiB, kPageSize, &fresh);  // 8 MiB is more than 4 x 1 MiB
+  EXPECT_TRUE(fresh);
+  EXPECT_NE(small, p);
+  void* big = large.Alloc(9 * kMiB, kPageSize, &fresh);    // does not fit in 8 MiB
+  EXPECT_TRUE(fresh);
+  void* fit = large.Alloc(2 * kMiB, kPageSize, &fresh);
+  EXPECT_FALSE(fresh);
+  EXPECT_EQ(fit, p);
+  for (void* x : {small, big, fit}) large.Free(SpanAt(x), os.now_ms);
+}
+
+TEST_F(LargeCacheTest, IdleMappingsAreUnmappedAfterTheDecayTime) {
+  void* p = large.Alloc(kMiB, kPageSize);
+  large.Free(SpanAt(p), os.now_ms);
+  size_t unmaps = os.unmaps;
+  EXPECT_EQ(large.PurgeIdle(os.now_ms + 999), 0u);
+  EXPECT_EQ(os.unmaps, unmaps);
+  EXPECT_EQ(large.PurgeIdle(os.now_ms + 1000), kMiB);
+  EXPECT_EQ(os.unmaps, unmaps + 1);
+  EXPECT_EQ(SpanAt(p), nullptr) << "forgotten once unmapped";
+  EXPECT_EQ(large.Stats().cached_bytes, 0u);
+}
+
+TEST_F(LargeCacheTest, TheCacheIsBoundedInCountAndBytes) {
+  std::vector<void*> v;
+  for (size_t i = 0; i < 2 * LargeHeap<FakeOs>::kMaxCacheSlots; ++i) v.push_back(large.Alloc(kMiB, kPageSize));
+  for (void* p : v) large.Free(SpanAt(p), os.now_ms);
+  LargeStats st = large.Stats();
+  EXPECT_EQ(st.cached, LargeHeap<FakeOs>::kMaxCacheSlots);
+  EXPECT_LE(st.cached_bytes, LargeHeap<FakeOs>::kMaxCacheBytes);
+  // A mapping above the per-mapping limit is never cached.
+  void* huge = large.Alloc(LargeHeap<FakeOs>::kMaxCachedBytes + kPageSize, kPageSize);
+  size_t unmaps = os.unmaps;
+  large.Free(SpanAt(huge), os.now_ms);
+  EXPECT_EQ(os.unmaps, unmaps + 1);
+  EXPECT_GT(large.Purge(UINT64_MAX), 0u);
+  EXPECT_EQ(large.Stats().cached, 0u);
+  EXPECT_EQ(os.bad_unmaps, 0u);
+}
+
+TEST_F(LargeCacheTest, AlignedMappingsAreNotCached) {
+  void* p = large.Alloc(kMiB, 4 * kMiB);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(uintptr_t(p) % (4 * kMiB), 0u);
+  size_t unmaps = os.unmaps;
+  large.Free(SpanAt(p), os.now_ms);
+  EXPECT_EQ(os.unmaps, unmaps + 1);
+}
+
+TEST(LargeCacheApi, CallocOfAReusedMappingIsZero) {
+  for (int round = 0; round < 3; ++round) {
+    unsigned char* p = static_cast<unsigned char*>(strata_malloc(3 * kMiB));
+    ASSERT_NE(p, nullptr);
+    memset(p, 0xAB, 3 * kMiB);
+    strata_free(p);
+    unsigned char* z = static_cast<unsigned char*>(strata_calloc(1, 3 * kMiB - 100));
+    ASSERT_NE(z, nullptr);
+    for (size_t i = 0; i < 3 * kMiB - 100; i += 997) ASSERT_EQ(z[i], 0) << i;
+    strata_free(z);
+  }
+}
 
 }  // namespace
 }  // namespace strata
