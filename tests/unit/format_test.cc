@@ -235,7 +235,8 @@ TEST_F(OptionsTest, TableListsEveryOptionOnce) {
       EXPECT_NE(strchr(t[i].choices, '|'), nullptr) << t[i].name;
     }
   }
-  for (const char* want : {"SOURCE", "DECAY_MS", "RELEASE", "THREAD_CACHE_BYTES", "STATS", "STATS_FILE", "CHECK"}) {
+  for (const char* want : {"SOURCE", "DECAY_MS", "BACKGROUND", "RELEASE", "THREAD_CACHE_BYTES", "STATS", "STATS_FILE",
+                           "STATS_INTERVAL_MS"}) {
     EXPECT_EQ(std::count(names.begin(), names.end(), want), 1) << want;
   }
   std::vector<std::string> sorted = names;
@@ -267,7 +268,7 @@ TEST_F(OptionsTest, DefaultsWithAnEmptyEnvironment) {
   EXPECT_EQ(o.stats, 0);
   EXPECT_EQ(o.stats_file, 0);
   EXPECT_STREQ(o.stats_file_text, "");
-  EXPECT_EQ(o.check, 0);
+  EXPECT_EQ(o.background, 1);
 }
 
 TEST_F(OptionsTest, DecayMsParses) {
@@ -324,16 +325,16 @@ TEST_F(OptionsTest, OtherChoicesBoolsAndStrings) {
   EXPECT_EQ(ReadWith("STRATA_STATS", "1", &o), "");
   EXPECT_EQ(o.stats, 2);
   for (const char* yes : {"1", "true", "yes", "on"}) {
-    EXPECT_EQ(ReadWith("STRATA_CHECK", yes, &o), "");
-    EXPECT_EQ(o.check, 1) << yes;
+    EXPECT_EQ(ReadWith("STRATA_BACKGROUND", yes, &o), "");
+    EXPECT_EQ(o.background, 1) << yes;
   }
   for (const char* no : {"0", "false", "no", "off"}) {
-    EXPECT_EQ(ReadWith("STRATA_CHECK", no, &o), "");
-    EXPECT_EQ(o.check, 0) << no;
+    EXPECT_EQ(ReadWith("STRATA_BACKGROUND", no, &o), "");
+    EXPECT_EQ(o.background, 0) << no;
   }
-  std::string err = ReadWith("STRATA_CHECK", "maybe", &o);
-  EXPECT_EQ(err.rfind("strata: ignoring STRATA_CHECK=maybe", 0), 0u) << err;
-  EXPECT_EQ(o.check, 0);
+  std::string err = ReadWith("STRATA_BACKGROUND", "maybe", &o);
+  EXPECT_EQ(err.rfind("strata: ignoring STRATA_BACKGROUND=maybe", 0), 0u) << err;
+  EXPECT_EQ(o.background, 1) << "the default is kept";
   EXPECT_EQ(ReadWith("STRATA_STATS_FILE", "/tmp/strata.txt", &o), "");
   EXPECT_STREQ(o.stats_file_text, "/tmp/strata.txt");
   EXPECT_EQ(o.stats_file, 15);
