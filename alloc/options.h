@@ -38,7 +38,10 @@ enum class OptKind : uint8_t { kInt, kBool, kChoice, kString };
     "Write the exit report (and interval lines) to this file instead of stderr; %p in the "   \
     "name becomes the process id.")                                                           \
   X(STATS_INTERVAL_MS, stats_interval_ms, kInt, "0", "",                                      \
-    "Also write one JSON line of statistics every this many milliseconds (0: never).")
+    "Also write one JSON line of statistics every this many milliseconds (0: never).")        \
+  X(CHECK, check, kBool, "0", "",                                                             \
+    "Checking mode: every malloc and free is validated on the slow path (double and invalid " \
+    "frees, writes after free, sized-free mismatches, heap invariants); slower.")
 
 struct Options {
 #define STRATA_OPTION_FIELD(NAME, field, KIND_, DEF_, CHOICES_, HELP_) \

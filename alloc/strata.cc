@@ -20,6 +20,7 @@ namespace {
 // 0: not initialised, 1: in progress, 2: done.
 std::atomic<int> g_init{0};
 STRATA_TLS bool t_in_init;
+bool g_check = false;  // STRATA_CHECK: see "checking mode" below
 pthread_key_t g_key;
 
 // Registry of live thread caches, for statistics and budgets. Outermost
@@ -129,6 +130,7 @@ STRATA_COLD bool InitSlow() {
     g_heap.large.Bind(&g_heap.os, &g_heap.map, &g_heap.arena, &g_heap.peak);
     for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].Init(uint8_t(c), &g_heap.pages, &g_heap.peak);
     ReadOptions(&g_heap.options);
+    g_check = g_heap.options.check != 0;
     g_heap.pages.set_use_brk(g_heap.options.source == 1);
     g_heap.pages.set_decay_ms(g_heap.options.decay_ms);
     g_heap.pages.set_lazy_release(g_heap.options.release == 1);
@@ -171,6 +173,9 @@ void ThreadInit(ThreadCacheT* tc) {
     threads = ++g_threads;
   }
   tc->Activate(BudgetFor(threads));
+  if (g_check) {
+    for (size_t c = 1; c < kNumClasses; ++c) tc->lists[c].max = 0;  // every op to the slow path
+  }
 }
 
 void ThreadExit(void* arg) {
@@ -196,6 +201,69 @@ STRATA_NOINLINE void* AllocDirect(size_t cls, size_t size) {
   g_direct_allocs[cls].fetch_add(1, std::memory_order_relaxed);
   g_direct_requested[cls].fetch_add(size, std::memory_order_relaxed);
   return head;
+}
+
+// ---- checking mode (STRATA_CHECK=1) ----
+// Thread caches keep no objects (their limits are 0), so every malloc and
+// free reaches the slow path below; the fast path costs the same as
+// without checking. Freed objects are filled with kFreedByte after a
+// marker word, and the fill is verified when the object is handed out
+// again, which catches writes after free.
+constexpr uint64_t kFreedMarker = 0x5354524154414621ull;  // "STRATAF!"
+constexpr unsigned char kFreedByte = 0xdf;
+std::atomic<uint64_t> g_checked_frees{0};
+
+[[noreturn]] STRATA_COLD void InvalidPointer(const char* op, const void* p);
+
+// Fatal unless p is a live object of class cls.
+void CheckLiveSmall(const char* op, void* p, size_t cls) {
+  if (!IsObjectStart(uintptr_t(p), cls)) BadSmallFree(op, p, cls);
+  switch (g_heap.central[cls].StateOf(p)) {
+    case CentralList<RealOs>::ObjectState::kLive: return;
+    case CentralList<RealOs>::ObjectState::kFree:
+      Fatalf("%s(): %p was already freed (double free or use after free; size class %zu, %u bytes)", op, p, cls,
+             unsigned(Info(cls).size));
+    case CentralList<RealOs>::ObjectState::kNeverHandedOut:
+      Fatalf("%s(): invalid pointer %p: never allocated (size class %zu)", op, p, cls);
+  }
+}
+
+STRATA_NOINLINE void* MallocChecked(size_t cls, size_t size) {
+  void* head;
+  void* tail;
+  if (g_heap.central[cls].RemoveRange(&head, &tail, 1) == 0) return nullptr;
+  uint64_t* w = static_cast<uint64_t*>(head);
+  size_t bytes = Info(cls).size;
+  if (bytes >= 16 && w[1] == kFreedMarker) {
+    const unsigned char* b = static_cast<const unsigned char*>(head);
+    for (size_t i = 16; i < bytes; ++i) {
+      if (b[i] != kFreedByte) {
+        Fatalf("write after free detected in %p at offset %zu (size class %zu, %zu bytes)", head, i, cls, bytes);
+      }
+    }
+  }
+  g_direct_allocs[cls].fetch_add(1, std::memory_order_relaxed);
+  g_direct_requested[cls].fetch_add(size, std::memory_order_relaxed);
+  return head;
+}
+
+STRATA_NOINLINE void FreeChecked(size_t cls) {
+  // The fast path pushed exactly one object on an empty list (limit 0).
+  FreeList& list = t_cache.lists[cls];
+  void* p = list.head;
+  list.head = *static_cast<void**>(p);
+  --list.count;
+  CheckLiveSmall("free", p, cls);
+  size_t bytes = Info(cls).size;
+  if (bytes >= 16) {
+    static_cast<uint64_t*>(p)[1] = kFreedMarker;
+    memset(static_cast<char*>(p) + 16, kFreedByte, bytes - 16);
+  }
+  g_heap.central[cls].InsertRange(p, 1);
+  if ((g_checked_frees.fetch_add(1, std::memory_order_relaxed) & 1023) == 0) {
+    const char* why = nullptr;
+    if (!g_heap.pages.Check(&why)) Fatalf("heap corruption detected by the page heap check: %s", why);
+  }
 }
 
 [[noreturn]] STRATA_COLD void InvalidPointer(const char* op, const void* p) {
@@ -231,6 +299,10 @@ bool EnsureInit() {
 }
 
 void* MallocSlow(size_t cls, size_t size) {
+  if (STRATA_UNLIKELY(g_check)) {
+    if (!EnsureInit()) return BootAlloc(Info(cls).size, kMinAlign);
+    return MallocChecked(cls, size);
+  }
   ThreadCacheT& tc = t_cache;
   if (STRATA_LIKELY(tc.state == CacheState::kActive)) return tc.Refill(cls, size, g_heap);
   if (tc.state == CacheState::kUninit) {
@@ -242,6 +314,7 @@ void* MallocSlow(size_t cls, size_t size) {
 }
 
 void FreeOverflow(size_t cls) {
+  if (STRATA_UNLIKELY(g_check)) return FreeChecked(cls);
   ThreadCacheT& tc = t_cache;
   if (STRATA_LIKELY(tc.state == CacheState::kActive)) {
     tc.Overflow(cls, g_heap);
@@ -299,7 +372,10 @@ void* Calloc(size_t n, size_t size) {
 size_t UsableSize(const void* p) {
   if (p == nullptr) return 0;
   size_t cls = g_heap.map.ClassOf(uintptr_t(p));
-  if (cls != 0) return Info(cls).size;
+  if (cls != 0) {
+    if (STRATA_UNLIKELY(g_check)) CheckLiveSmall("malloc_usable_size", const_cast<void*>(p), cls);
+    return Info(cls).size;
+  }
   if (InBoot(p)) return BootSize(p);
   Span* s = WholeSpanOf(p);
   if (s == nullptr) InvalidPointer("malloc_usable_size", p);
@@ -315,6 +391,9 @@ void* Realloc(void* p, size_t size) {
   size_t cls = g_heap.map.ClassOf(uintptr_t(p));
   size_t old_size;
   if (cls != 0) {
+    // The same cheap checks as free(); checking mode looks deeper.
+    if (!IsObjectStart(uintptr_t(p), cls) || p == t_cache.lists[cls].head) BadSmallFree("realloc", p, cls);
+    if (STRATA_UNLIKELY(g_check)) CheckLiveSmall("realloc", p, cls);
     old_size = Info(cls).size;
   } else if (InBoot(p)) {
     old_size = BootSize(p);
@@ -356,7 +435,29 @@ void* AlignedAlloc(size_t align, size_t size) {
   return g_heap.large.Alloc(size, align);
 }
 
-void FreeSized(void* p, size_t /*size*/) { Free(p); }
+void FreeSized(void* p, size_t size) {
+  if (STRATA_UNLIKELY(g_check) && p != nullptr) {
+    size_t cls = g_heap.map.ClassOf(uintptr_t(p));
+    size_t usable = cls != 0 ? Info(cls).size : UsableSize(p);
+    // The size must be the one asked for, or at most the usable size; for
+    // a small object, one that another class would have served is wrong.
+    if (size > usable || (cls != 0 && size <= kMaxSmall && SizeToClass(size) != cls && cls > 1 &&
+                          size <= Info(cls - 1).size)) {
+      Fatalf("free_sized(): size %zu does not match the block %p (%zu usable bytes)", size, p, usable);
+    }
+  }
+  Free(p);
+}
+
+void BadSmallFree(const char* op, void* p, size_t cls) {
+  if (!IsObjectStart(uintptr_t(p), cls)) {
+    Fatalf("%s(): invalid pointer %p: inside a %u-byte object (size class %zu), not at its start", op, p,
+           unsigned(Info(cls).size), cls);
+  }
+  if (op[0] == 'f') Fatalf("%s(): double free of %p (size class %zu, %u bytes)", op, p, cls, unsigned(Info(cls).size));
+  Fatalf("%s(): %p was already freed (use after free; size class %zu, %u bytes)", op, p, cls,
+         unsigned(Info(cls).size));
+}
 
 bool Owns(const void* p) {
   if (p == nullptr) return false;

@@ -49,6 +49,8 @@ void* MallocSlow(size_t cls, size_t size);
 void FreeOverflow(size_t cls);
 void FreeSlow(void* p);
 void* MallocLarge(size_t size);
+// Fatal: p is inside a small object but not at its start, or was just freed.
+[[noreturn]] void BadSmallFree(const char* op, void* p, size_t cls);
 
 // ---- the fast paths ----
 
@@ -86,6 +88,9 @@ STRATA_INLINE void Free(void* p) {
   size_t cls = g_heap.map.ClassOf(uintptr_t(p));
   if (STRATA_LIKELY(cls != 0)) {
     FreeList& list = t_cache.lists[cls];
+    // Two cheap checks before the pointer is trusted: it must be an
+    // object's start, and not the object freed last (a double free).
+    if (STRATA_UNLIKELY(!IsObjectStart(uintptr_t(p), cls) || p == list.head)) BadSmallFree("free", p, cls);
     *static_cast<void**>(p) = list.head;
     list.head = p;
     if (STRATA_LIKELY(++list.count <= list.max)) return;

@@ -48,8 +48,9 @@ class PageMap {
   // The class byte for `a`: 0 unless a is inside a live span of small
   // objects. This is the free fast path; it must stay tiny.
   STRATA_INLINE size_t ClassOf(uintptr_t a) const {
-    if (STRATA_UNLIKELY(a >> kAddressBits)) return 0;
-    const Leaf* leaf = root_[a >> 30].load(std::memory_order_acquire);
+    uintptr_t root = a >> 30;
+    if (STRATA_UNLIKELY(root >= kRootSize)) return 0;  // beyond user space
+    const Leaf* leaf = root_[root].load(std::memory_order_acquire);
     if (STRATA_UNLIKELY(leaf == nullptr)) return 0;
     return leaf->cls[(a >> kPageShift) & (kLeafPages - 1)];
   }

@@ -140,6 +140,20 @@ class CentralList {
     while (Span* s = to_release.Pop()) heap_->Free(s);
   }
 
+  enum class ObjectState { kLive, kFree, kNeverHandedOut };
+  // Where `o` (the start of an object of this class) stands: handed out,
+  // free in its span, or beyond what the span ever handed out. Walks the
+  // span's free list: for checking mode only.
+  ObjectState StateOf(void* o) {
+    LockGuard g(lock_);
+    Span* s = heap_->map()->SpanOf(uintptr_t(o));
+    if (uintptr_t(o) >= s->bump) return ObjectState::kNeverHandedOut;
+    for (void* f = s->freelist; f != nullptr; f = *static_cast<void**>(f)) {
+      if (f == o) return ObjectState::kFree;
+    }
+    return ObjectState::kLive;
+  }
+
   // Gives every empty span back to the page heap (malloc_trim).
   void ReleaseEmpty() {
     SpanList to_release;

@@ -100,6 +100,34 @@ inline constexpr auto kSmallLookup = sizeclass_detail::MakeLookup<16, kMaxSmallS
 inline constexpr auto kBigLookup = sizeclass_detail::MakeLookup<128, kMaxSmall>();
 
 STRATA_INLINE const ClassInfo& Info(size_t cls) { return sizeclass_detail::kInfo[cls]; }
+
+// What free() needs to tell an object's start from any other address in a
+// span, without a division: spans are buddy blocks aligned to their own
+// size, so a pointer's offset in its span is `p & span_mask`, and an offset
+// n is a multiple of the class size d exactly when n * c < c for
+// c = ceil(2^64 / d) (Lemire's divisibility test; n < 2^32 here).
+struct ObjectCheck {
+  uint64_t span_mask;
+  uint64_t magic;
+};
+
+namespace sizeclass_detail {
+constexpr std::array<ObjectCheck, kNumClasses> MakeChecks() {
+  std::array<ObjectCheck, kNumClasses> t{};
+  for (size_t c = 1; c < kNumClasses; ++c) {
+    t[c].span_mask = (kPageSize << kInfo[c].order) - 1;
+    t[c].magic = UINT64_MAX / kInfo[c].size + 1;
+  }
+  return t;
+}
+inline constexpr std::array<ObjectCheck, kNumClasses> kChecks = MakeChecks();
+}  // namespace sizeclass_detail
+
+// True when `p` (inside a span of class `cls`) is the start of an object.
+STRATA_INLINE bool IsObjectStart(uintptr_t p, size_t cls) {
+  const ObjectCheck& c = sizeclass_detail::kChecks[cls];
+  return (p & c.span_mask) * c.magic < c.magic;
+}
 constexpr const std::array<ClassInfo, kNumClasses>& AllClasses() { return sizeclass_detail::kInfo; }
 
 // Requires size <= kMaxSmall. Size 0 gets the smallest class.
