@@ -51,6 +51,7 @@ void* BackgroundMain(void*) {
   struct timespec ts = {time_t(period / 1000), long(period % 1000) * 1000000L};
   for (;;) {
     nanosleep(&ts, nullptr);
+    for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].DrainIdle(false);
     g_heap.pages.ReleaseIdle();
     g_heap.large.PurgeIdle(RealOs::NowMs());
   }

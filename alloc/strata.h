@@ -36,7 +36,7 @@ struct Heap {
   int RemoveRange(size_t cls, void** head, void** tail, int n) {
     return central[cls].RemoveRange(head, tail, n);
   }
-  void InsertRange(size_t cls, void* head, int n) { central[cls].InsertRange(head, n); }
+  void InsertRange(size_t cls, void* head, void* tail, int n) { central[cls].InsertRange(head, tail, n); }
 };
 
 using ThreadCacheT = ThreadCache<Heap>;

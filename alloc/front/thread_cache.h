@@ -14,7 +14,7 @@
 // budget, which shrinks as threads multiply (see SetBudget).
 //
 // `Backend` supplies RemoveRange(cls, head, tail, n) and InsertRange(cls,
-// head, n): the central lists in production, a fake in tests.
+// head, tail, n): the central lists in production, a fake in tests.
 #pragma once
 
 #include "alloc/middle/size_class.h"
@@ -118,7 +118,7 @@ class ThreadCache {
     *static_cast<void**>(last) = nullptr;
     l.count -= n;
     ++flushes;
-    backend.InsertRange(cls, head, int(n));
+    backend.InsertRange(cls, head, last, int(n));
   }
 
   size_t CachedBytes() const {

@@ -16,7 +16,13 @@
 // in the free object itself, as in every slab allocator).
 //
 // Thread caches move objects in batches: RemoveRange hands out a chain of
-// up to n objects, InsertRange takes a chain back.
+// up to n objects, InsertRange takes a chain back. Whole batches (the
+// class's batch size) first go to a transfer cache: a small stack of
+// chains moved in O(1), so that objects passing from one thread to another
+// (a producer and a consumer) do not go through their spans at all. It is
+// bounded (kTransferBytes per class) and drained back into the spans by
+// DrainIdle() (the background purger) when it went unused for a whole purge
+// period, and by ReleaseEmpty() (malloc_trim).
 //
 // Locking: one spinlock per class. Calls into the page heap are made with
 // it held (order: central -> page heap); spans going back to the page heap
@@ -35,6 +41,7 @@ struct CentralStats {
   uint64_t empty_spans = 0;
   uint64_t objects_out = 0;    // objects currently outside the central list
   uint64_t free_objects = 0;   // objects free inside its spans
+  uint64_t transfer_objects = 0;  // objects in the transfer cache (free, whole batches)
   uint64_t lock_acquisitions = 0;
   uint64_t lock_contended = 0;
   uint64_t span_allocs = 0;    // spans taken from the page heap
@@ -55,6 +62,9 @@ class CentralList {
     size_ = Info(cls).size;
     objects_ = Info(cls).objects;
     order_ = Order{Info(cls).order};
+    batch_ = Info(cls).batch;
+    size_t cap = kTransferBytes / (size_t(batch_) * size_);
+    transfer_cap_ = uint32_t(cap < 1 ? 1 : cap > kTransferSlots ? kTransferSlots : cap);
     for (unsigned i = 0; i < kBuckets - 1; ++i) {
       threshold_[i] = uint32_t((uint64_t(objects_) * (i + 1) + kBuckets - 1) / kBuckets);
     }
@@ -67,6 +77,15 @@ class CentralList {
     void* last = nullptr;
     int got = 0;
     LockGuard g(lock_);
+    if (n == batch_ && transfer_n_ > 0) {
+      const Batch& b = transfer_[--transfer_n_];
+      ++transfer_uses_;
+      objects_out_ += uint64_t(n);
+      if (peak_ != nullptr) peak_->Add(int64_t(n) * size_);
+      *head = b.head;
+      *tail = b.tail;
+      return n;
+    }
     while (got < n) {
       Span* s = FullestPartial();
       if (s == nullptr) {
@@ -101,7 +120,21 @@ class CentralList {
     return got;
   }
 
-  // Takes back a chain of n objects (null-terminated through first words).
+  // Takes back a chain of n objects (null-terminated through first words;
+  // `tail` is the last, or nullptr if the caller does not know it).
+  void InsertRange(void* head, void* tail, int n) {
+    if (tail != nullptr && n == batch_) {
+      LockGuard g(lock_);
+      if (transfer_n_ < transfer_cap_) {
+        transfer_[transfer_n_++] = Batch{head, tail};
+        ++transfer_uses_;
+        objects_out_ -= uint64_t(n);
+        if (peak_ != nullptr) peak_->Add(-int64_t(n) * size_);
+        return;
+      }
+    }
+    InsertRange(head, n);
+  }
   void InsertRange(void* head, int n) {
     SpanList to_release;
     {
@@ -154,8 +187,29 @@ class CentralList {
     return ObjectState::kLive;
   }
 
+  // Moves the transfer cache's chains back into their spans if it was not
+  // used since the last call (or always, with force). For the purger.
+  void DrainIdle(bool force) {
+    Batch chains[kTransferSlots];
+    uint32_t n = 0;
+    {
+      LockGuard g(lock_);
+      if (!force && transfer_uses_ != transfer_uses_seen_) {
+        transfer_uses_seen_ = transfer_uses_;
+        return;
+      }
+      n = transfer_n_;
+      for (uint32_t i = 0; i < n; ++i) chains[i] = transfer_[i];
+      transfer_n_ = 0;
+      objects_out_ += uint64_t(n) * batch_;  // InsertRange below takes them out again
+      if (peak_ != nullptr) peak_->Add(int64_t(n) * batch_ * size_);
+    }
+    for (uint32_t i = 0; i < n; ++i) InsertRange(chains[i].head, batch_);
+  }
+
   // Gives every empty span back to the page heap (malloc_trim).
   void ReleaseEmpty() {
+    DrainIdle(true);
     SpanList to_release;
     {
       LockGuard g(lock_);
@@ -176,7 +230,8 @@ class CentralList {
     for (const SpanList& l : partial_) st.partial_spans += l.count;
     st.empty_spans = empty_.count;
     st.objects_out = objects_out_;
-    st.free_objects = spans_ * objects_ - objects_out_;
+    st.transfer_objects = uint64_t(transfer_n_) * batch_;
+    st.free_objects = spans_ * objects_ - objects_out_ - st.transfer_objects;
     st.span_allocs = span_allocs_;
     st.span_frees = span_frees_;
     st.lock_acquisitions = lock_.acquisitions();
@@ -188,6 +243,13 @@ class CentralList {
 
  private:
   static constexpr unsigned kBuckets = 4;
+  static constexpr size_t kTransferSlots = 64;
+  static constexpr size_t kTransferBytes = 256 << 10;
+
+  struct Batch {
+    void* head;
+    void* tail;
+  };
   static constexpr uint8_t kOnEmpty = 0xff;  // on_list: 0 none, 1+b bucket b
 
   // Bucket of a partial span with `used` objects out: the number of
@@ -228,6 +290,12 @@ class CentralList {
   }
 
   SpinLock lock_;
+  Batch transfer_[kTransferSlots] = {};
+  uint32_t transfer_n_ = 0;
+  uint32_t transfer_cap_ = 0;
+  uint64_t transfer_uses_ = 0;
+  uint64_t transfer_uses_seen_ = 0;
+  int batch_ = 0;
   SpanList partial_[kBuckets];
   uint32_t threshold_[kBuckets - 1] = {};
   SpanList empty_;

@@ -461,7 +461,8 @@ TEST(ApiStats, SnapshotIsConsistent) {
     EXPECT_EQ(int64_t(r.live), Live(*s, c));
     EXPECT_EQ(r.allocs, r.frees + r.live);
     EXPECT_EQ(s->cached_objects[c], t_cache.lists[c].count) << "only this thread has a cache";
-    EXPECT_EQ(s->central[c].spans * Info(c).objects, s->central[c].objects_out + s->central[c].free_objects);
+    EXPECT_EQ(s->central[c].spans * Info(c).objects,
+              s->central[c].objects_out + s->central[c].free_objects + s->central[c].transfer_objects);
   }
   EXPECT_GE(s->allocs, s->frees);
   EXPECT_GT(s->mapped_bytes, 0u);

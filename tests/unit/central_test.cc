@@ -309,7 +309,7 @@ TEST_F(CentralTest, InterleavedRemoveAndInsertKeepCountsRight) {
   }
   EXPECT_TRUE(ObjectsOk(h, SizeToClass(96), held));
   CentralStats st = c.Stats();
-  EXPECT_EQ(st.spans * objects(), st.objects_out + st.free_objects);
+  EXPECT_EQ(st.spans * objects(), st.objects_out + st.free_objects + st.transfer_objects);
   Give(c, held);
   c.ReleaseEmpty();
   EXPECT_EQ(h.heap.Stats().used_pages, 0u);

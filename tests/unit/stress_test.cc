@@ -181,7 +181,8 @@ void RunStress(unsigned threads, int ops_per_thread, size_t slots) {
     // Only this thread has a cache now.
     EXPECT_EQ(after->cached_objects[c], t_cache.lists[c].count) << "class " << c;
     EXPECT_EQ(after->central[c].spans * Info(c).objects,
-              after->central[c].objects_out + after->central[c].free_objects);
+              after->central[c].objects_out + after->central[c].free_objects +
+                  after->central[c].transfer_objects);
   }
   EXPECT_EQ(after->large.live, before->large.live);
   EXPECT_EQ(after->page_objects - after->page_object_frees, before->page_objects - before->page_object_frees);

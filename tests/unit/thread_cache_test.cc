@@ -48,8 +48,9 @@ struct FakeBackend {
     return n;
   }
 
-  void InsertRange(size_t cls, void* head, int n) {
+  void InsertRange(size_t cls, void* head, void* tail, int n) {
     ++insert_calls;
+    if (n > 0 && tail == nullptr) ++errors;
     last_insert_n = n;
     inserted += size_t(n);
     void* o = head;
