@@ -62,17 +62,7 @@ int main(int argc, char **argv) {
   };
   WL_PARSE(argc, argv, opts);
   if (g_threads < 1 || g_slots < 1 || g_max < 1) wl_die("bad arguments");
-  pthread_t *tids = (pthread_t *)malloc((size_t)g_threads * sizeof(pthread_t));
-  if (!tids) wl_die("out of memory");
-  pthread_barrier_init(&g_start, NULL, (unsigned)g_threads + 1);
-  for (long k = 0; k < g_threads; k++)
-    wl_spawn(&tids[k], worker, (void *)(intptr_t)k);
-  pthread_barrier_wait(&g_start);
-  double t0 = wl_now();
-  for (long k = 0; k < g_threads; k++) wl_join(tids[k]);
-  double t = wl_now() - t0;
-  pthread_barrier_destroy(&g_start);
-  free(tids);
+  double t = wl_run_threads(g_threads, worker, &g_start);
   double ops = (double)g_threads * (double)g_iters;
   printf("threads=%ld ops=%.0f time_s=%.6f ops_per_sec=%.0f\n", g_threads, ops,
          t, ops / t);

@@ -189,6 +189,23 @@ static inline void wl_join(pthread_t t) {
   if (e != 0) wl_die("pthread_join: %s", strerror(e));
 }
 
+/* Starts n threads running fn((void *)k), all waiting on *start; releases
+ * them together and joins them. Returns the seconds from the release to the
+ * last join. */
+static inline double wl_run_threads(long n, void *(*fn)(void *), pthread_barrier_t *start) {
+  pthread_t *tids = (pthread_t *)malloc((size_t)n * sizeof(pthread_t));
+  if (!tids) wl_die("out of memory");
+  pthread_barrier_init(start, NULL, (unsigned)n + 1);
+  for (long k = 0; k < n; k++) wl_spawn(&tids[k], fn, (void *)(intptr_t)k);
+  pthread_barrier_wait(start);
+  double t0 = wl_now();
+  for (long k = 0; k < n; k++) wl_join(tids[k]);
+  double t = wl_now() - t0;
+  pthread_barrier_destroy(start);
+  free(tids);
+  return t;
+}
+
 /* Options table: each entry binds "-c <number>" to a long. */
 typedef struct {
   char opt;
