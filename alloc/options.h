@@ -30,7 +30,7 @@ enum class OptKind : uint8_t { kInt, kBool, kChoice, kString };
   X(RELEASE, release, kChoice, "dontneed", "dontneed|free",                                   \
     "How pages are returned: MADV_DONTNEED (RSS drops at once) or MADV_FREE (the kernel "     \
     "reclaims them lazily).")                                                                 \
-  X(THREAD_CACHE_BYTES, thread_cache_bytes, kInt, "2097152", "",                              \
+  X(THREAD_CACHE_BYTES, thread_cache_bytes, kInt, "4194304", "",                              \
     "Upper bound on the bytes one thread cache may hold (shrinks as threads multiply).")      \
   X(STATS, stats, kChoice, "off", "off|0|1|text|json",                                        \
     "Print a statistics report at exit: text (or 1) for people, json for programs.")          \

@@ -264,7 +264,7 @@ TEST_F(OptionsTest, DefaultsWithAnEmptyEnvironment) {
   EXPECT_STREQ(o.source_text, "mmap");
   EXPECT_EQ(o.decay_ms, TableDefault("DECAY_MS"));
   EXPECT_EQ(o.release, 0);
-  EXPECT_EQ(o.thread_cache_bytes, 2097152);
+  EXPECT_EQ(o.thread_cache_bytes, TableDefault("THREAD_CACHE_BYTES"));
   EXPECT_EQ(o.stats, 0);
   EXPECT_EQ(o.stats_file, 0);
   EXPECT_STREQ(o.stats_file_text, "");
