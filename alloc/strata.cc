@@ -30,8 +30,8 @@ ThreadCacheT* g_registry = nullptr;
 size_t g_threads = 0;
 ThreadTotals g_dead;  // folded-in counters of exited threads
 
-// Objects allocated or freed without a thread cache (during thread set-up
-// or after teardown).
+// Objects allocated without a thread cache (during thread set-up, after
+// teardown, or in checking mode), and page objects.
 std::atomic<uint64_t> g_direct_allocs[kNumClasses];
 std::atomic<uint64_t> g_direct_requested[kNumClasses];
 std::atomic<uint64_t> g_page_objects{0};
