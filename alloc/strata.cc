@@ -267,6 +267,23 @@ STRATA_NOINLINE void FreeChecked(size_t cls) {
   }
 }
 
+// After an allocation failed: give address space held for reuse back to
+// the kernel (cached large mappings, whole free chunks), so that a retry
+// can succeed under an address-space limit. True if anything was freed.
+STRATA_COLD bool ReclaimAddressSpace() {
+  for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].ReleaseEmpty();
+  size_t freed = g_heap.large.Purge(UINT64_MAX);
+  freed += g_heap.pages.UnmapFreeChunks();
+  return freed > 0;
+}
+
+// A large object, retried once after reclaiming address space.
+void* LargeAlloc(size_t size, size_t align, bool* fresh) {
+  void* p = g_heap.large.Alloc(size, align, fresh);
+  if (STRATA_UNLIKELY(p == nullptr) && ReclaimAddressSpace()) p = g_heap.large.Alloc(size, align, fresh);
+  return p;
+}
+
 [[noreturn]] STRATA_COLD void InvalidPointer(const char* op, const void* p) {
   Fatalf("%s(): invalid pointer %p: not a block allocated by strata (foreign, interior, or already freed)",
          op, p);
@@ -305,7 +322,11 @@ void* MallocSlow(size_t cls, size_t size) {
     return MallocChecked(cls, size);
   }
   ThreadCacheT& tc = t_cache;
-  if (STRATA_LIKELY(tc.state == CacheState::kActive)) return tc.Refill(cls, size, g_heap);
+  if (STRATA_LIKELY(tc.state == CacheState::kActive)) {
+    void* p = tc.Refill(cls, size, g_heap);
+    if (STRATA_UNLIKELY(p == nullptr) && ReclaimAddressSpace()) p = tc.Refill(cls, size, g_heap);
+    return p;
+  }
   if (tc.state == CacheState::kUninit) {
     if (!EnsureInit()) return BootAlloc(Info(cls).size, kMinAlign);
     ThreadInit(&tc);
@@ -352,7 +373,7 @@ void FreeSlow(void* p) {
 
 void* MallocLarge(size_t size) {
   if (!EnsureInit()) return BootAlloc(size, kMinAlign);
-  return g_heap.large.Alloc(size, kPageSize);
+  return LargeAlloc(size, kPageSize, nullptr);
 }
 
 void* Calloc(size_t n, size_t size) {
@@ -361,7 +382,7 @@ void* Calloc(size_t n, size_t size) {
   if (total > kMaxSmall) {
     if (!EnsureInit()) return BootAlloc(total, kMinAlign);  // static: zero
     bool fresh = false;
-    void* p = g_heap.large.Alloc(total, kPageSize, &fresh);
+    void* p = LargeAlloc(total, kPageSize, &fresh);
     if (p != nullptr && !fresh) memset(p, 0, total);  // a reused mapping
     return p;
   }
@@ -433,7 +454,7 @@ void* AlignedAlloc(size_t align, size_t size) {
     return AllocPageObject(size > align ? size : align);
   }
   if (!EnsureInit()) return BootAlloc(size, align);
-  return g_heap.large.Alloc(size, align);
+  return LargeAlloc(size, align, nullptr);
 }
 
 void FreeSized(void* p, size_t size) {

@@ -116,6 +116,34 @@ class PageHeap {
     return st;
   }
 
+  // Unmaps every mmap'd chunk that is entirely free, giving its address
+  // space back (under an address-space limit, released pages still count).
+  // Returns the bytes unmapped. Called when an allocation fails.
+  size_t UnmapFreeChunks() {
+    size_t total = 0;
+    LockGuard g(lock_);
+    Chunk* prev = nullptr;
+    for (Chunk* c = chunks_; c != nullptr;) {
+      Chunk* next = c->next;
+      Span* s = map_->SpanOf(c->base);
+      if (!c->from_brk && s != nullptr && s->state == SpanState::kFree && s->start == c->base &&
+          s->order == kMaxOrder) {
+        free_[kMaxOrder].Remove(s);
+        map_->SetSpan(c->base, nullptr);
+        spans_.Delete(s);
+        (prev != nullptr ? prev->next : chunks_) = next;  // the Chunk record stays in the arena
+        --stats_.chunks;
+        stats_.mmap_bytes -= kChunkSize;
+        os_->Unmap(reinterpret_cast<void*>(c->base), kChunkSize);
+        total += kChunkSize;
+      } else {
+        prev = c;
+      }
+      c = next;
+    }
+    return total;
+  }
+
   // Walks every chunk and checks every invariant; on failure writes what
   // broke into `why` and returns false. For tests.
   bool Check(const char** why);
