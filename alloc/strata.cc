@@ -268,12 +268,16 @@ STRATA_NOINLINE void FreeChecked(size_t cls) {
 }
 
 // After an allocation failed: give address space held for reuse back to
-// the kernel (cached large mappings, whole free chunks), so that a retry
+// the kernel (cached large mappings, whole free chunks, the free top of the
+// break), so that a retry
 // can succeed under an address-space limit. True if anything was freed.
 STRATA_COLD bool ReclaimAddressSpace() {
+  ThreadCacheT& tc = t_cache;
+  if (tc.state == CacheState::kActive) tc.FlushAll(g_heap);  // its objects may pin spans
   for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].ReleaseEmpty();
   size_t freed = g_heap.large.Purge(UINT64_MAX);
   freed += g_heap.pages.UnmapFreeChunks();
+  freed += g_heap.pages.ReleaseAll();  // with STRATA_SOURCE=brk, shrinks a free top of the break
   return freed > 0;
 }
 

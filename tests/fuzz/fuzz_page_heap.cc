@@ -13,6 +13,7 @@
 //     all      ReleaseAll()
 //     fail     make the fake OS's Map fail after 0..3 more successes,
 //              or lift that limit (covers the out-of-metadata paths)
+//     unmap    UnmapFreeChunks() (what an allocation failure does)
 //
 // After every operation: PageHeap::Check() (buddy, page-map and accounting
 // invariants), no bad unmap/release seen by the fake OS, page counts that
@@ -190,6 +191,24 @@ class Driver {
 
   void SetMapsLeft(long n) { h_.os.maps_left = n; }
 
+  void UnmapFreeChunks() {
+    strata::PageHeapStats before = h_.heap.Stats();
+    size_t unmaps = h_.os.unmaps;
+    size_t bytes = h_.heap.UnmapFreeChunks();
+    strata::PageHeapStats after = h_.heap.Stats();
+    if (bytes != (before.chunks - after.chunks) * kChunkSize || bytes != before.mmap_bytes - after.mmap_bytes) {
+      Die("UnmapFreeChunks: %zu bytes, but %lu -> %lu chunks", bytes, (unsigned long)before.chunks,
+          (unsigned long)after.chunks);
+    }
+    if (h_.os.unmaps - unmaps != bytes / kChunkSize) Die("UnmapFreeChunks: %zu bytes in %zu unmaps", bytes,
+                                                        h_.os.unmaps - unmaps);
+    if (after.free_blocks[kMaxOrder] != 0 && after.mmap_bytes != 0) {
+      // Whatever top-order free block is left must be a brk chunk.
+      if (after.brk_bytes == 0) Die("UnmapFreeChunks left a whole free mmap chunk");
+    }
+    VerifyAll();
+  }
+
   // Every invariant, after every step.
   NO_COVERAGE void Check(const char* after) {
     const char* why = "";
@@ -285,7 +304,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   d.Check("construction");
   while (in.more()) {
     uint8_t op = in.u8();
-    switch (op % 10) {
+    switch (op % 11) {
       case 0:
       case 1:
       case 2:
@@ -320,6 +339,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         d.SetMapsLeft(v < 64 ? long(v % 4) : -1);
         break;
       }
+      case 10:
+        d.UnmapFreeChunks();
+        d.Check("unmap free chunks");
+        break;
     }
   }
   d.SetMapsLeft(-1);

@@ -23,7 +23,8 @@ def write(target, name, data):
 # ---- fuzz_page_heap ----
 # header: cfg (bit0 brk, bits1-3 decay index, bit4 lazy), region, brk size
 # ops: op%10 in 0..3 alloc(order byte, class byte), 4..6 free(u16),
-#      7 idle(u16 ms), 8 release all, 9 fail(u8: <64 -> maps_left = v%4)
+#      7 idle(u16 ms), 8 release all, 9 fail(u8: <64 -> maps_left = v%4),
+#      10 unmap free chunks (selector byte % 11)
 def ph_alloc(order_byte, cls_byte):
     return [0, order_byte, cls_byte]
 
@@ -85,6 +86,15 @@ def page_heap_seeds():
     for i in range(64):
         ops += ph_free(i * 37)
     write("fuzz_page_heap", "small_orders", [5 << 1, 15, 0] + ops)
+
+    # Whole free chunks unmapped between bursts (what an allocation
+    # failure does), mmap and brk chunks mixed.
+    ops = []
+    for i in range(4):
+        ops += ph_alloc(240, 1) * 3 + ph_alloc(i, 2 * i) * 5
+        ops += ph_free(0) * 4 + [10]
+        ops += ph_free(1) * 4 + [10]
+    write("fuzz_page_heap", "unmap_free_chunks", [1 | (4 << 1), 2, 1] + ops)
 
 
 # ---- fuzz_allocator ----

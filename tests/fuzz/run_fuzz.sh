@@ -1,6 +1,6 @@
 #!/bin/sh
 # run_fuzz.sh FUZZER SCRATCH_DIR SEED_CORPUS_DIR [libFuzzer flags...]
-# Runs a libFuzzer target on a fresh copy-free scratch corpus (where it
+# Runs a libFuzzer target on a fresh, empty scratch corpus (where it
 # writes new inputs) plus the seed corpus (only read), so a ctest run never
 # adds files to the source tree. Crash/leak/timeout artifacts go to the
 # scratch directory too.

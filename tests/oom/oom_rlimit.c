@@ -20,10 +20,12 @@
  *      must all succeed.
  *
  * With --strict-reuse, step 3 also requires that an allocation of the
- * same kind succeeds again after everything was freed: after a fill with
- * small objects, strata must give the address space of its free chunks
- * back (it unmaps whole free chunks when an allocation fails) for a large
- * mapping to fit under the limit (ctest oom_rlimit_reuse).
+ * same kind succeeds again after everything was freed: memory that small
+ * objects held must be usable by large ones (their own mappings) again,
+ * which needs strata to give the address space of free chunks and cached
+ * mappings back when an allocation fails (under RLIMIT_AS, pages returned
+ * with madvise still count). Without it, a large kind that fails there only
+ * prints a NOTE.
  *
  * Every block carries a header (link, kind, serial, size) that is checked
  * before it is freed; calloc'ed blocks are checked for zero at both ends.

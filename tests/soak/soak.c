@@ -258,7 +258,7 @@ static void *worker_main(void *arg) {
   uint64_t serial = w->seed << 20;
   struct blk local[LOCAL_BLOCKS];
   memset(local, 0, sizeof local);
-  long budget = 20000 + (long)(shim_rand(&rng) % 200000);
+  long budget = 2000 + (long)(shim_rand(&rng) % 30000);
   long n = 0;
 
   if (shim_rand(&rng) % 2) {
@@ -353,7 +353,7 @@ static void child(uint64_t seed) {
   }
   struct blk b[256];
   memset(b, 0, sizeof b);
-  for (int i = 0; i < 2000; i++) {
+  for (int i = 0; i < 1000; i++) {
     struct blk *x = &b[shim_rand(&rng) % 256];
     release(x, "free in the child");
     random_alloc(x, &rng, (uint64_t)i << 8);
