@@ -31,37 +31,15 @@
 #include <map>
 
 #include "strata/strata.h"
+#include "tests/fuzz/fuzz_common.h"
+
+const char* const kFuzzTarget = "fuzz_allocator";
 
 namespace {
 
 constexpr size_t kSlots = 64;
 constexpr size_t kMaxBytes = size_t{48} << 20;
 
-[[noreturn]] __attribute__((format(printf, 1, 2))) void Die(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "fuzz_allocator: ");
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\n");
-  va_end(ap);
-  abort();
-}
-
-struct Reader {
-  const uint8_t* d;
-  size_t n;
-  size_t i = 0;
-  bool more() const { return i < n; }
-  uint8_t u8() { return i < n ? d[i++] : 0; }
-  uint16_t u16() {
-    uint16_t lo = u8();
-    return uint16_t(lo | (u8() << 8));
-  }
-  uint32_t u24() {
-    uint32_t lo = u16();
-    return lo | (uint32_t(u8()) << 16);
-  }
-};
 
 // The byte loops below skip coverage instrumentation and ASan checks (they
 // only touch memory strata handed out, which ASan does not track): with

@@ -36,6 +36,9 @@
 #include "alloc/back/page_heap.h"
 #include "alloc/middle/size_class.h"
 #include "tests/unit/fake_os.h"
+#include "tests/fuzz/fuzz_common.h"
+
+const char* const kFuzzTarget = "fuzz_page_heap";
 
 namespace {
 
@@ -50,27 +53,6 @@ using strata::Span;
 using strata::SpanState;
 using strata_test::FakeOs;
 
-[[noreturn]] __attribute__((format(printf, 1, 2))) void Die(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "fuzz_page_heap: ");
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\n");
-  va_end(ap);
-  abort();
-}
-
-struct Reader {
-  const uint8_t* d;
-  size_t n;
-  size_t i = 0;
-  bool more() const { return i < n; }
-  uint8_t u8() { return i < n ? d[i++] : 0; }
-  uint16_t u16() {
-    uint16_t lo = u8();
-    return uint16_t(lo | (u8() << 8));
-  }
-};
 
 // The parts of tests/unit/fake_heap.h's FakeHeap (a page heap with its page
 // map and metadata arena on a FakeOs), except that the page map's 2 MiB
