@@ -235,7 +235,9 @@ STRATA_NOINLINE void* MallocChecked(size_t cls, size_t size) {
   if (g_heap.central[cls].RemoveRange(&head, &tail, 1) == 0) return nullptr;
   uint64_t* w = static_cast<uint64_t*>(head);
   size_t bytes = Info(cls).size;
-  if (bytes >= 16 && w[1] == kFreedMarker) {
+  // The marker names the object and its class: fill left on recycled pages
+  // by a freed object of another class (or place) does not count.
+  if (bytes >= 16 && w[1] == (kFreedMarker ^ uintptr_t(head) ^ cls)) {
     const unsigned char* b = static_cast<const unsigned char*>(head);
     for (size_t i = 16; i < bytes; ++i) {
       if (b[i] != kFreedByte) {
@@ -257,7 +259,7 @@ STRATA_NOINLINE void FreeChecked(size_t cls) {
   CheckLiveSmall("free", p, cls);
   size_t bytes = Info(cls).size;
   if (bytes >= 16) {
-    static_cast<uint64_t*>(p)[1] = kFreedMarker;
+    static_cast<uint64_t*>(p)[1] = kFreedMarker ^ uintptr_t(p) ^ cls;
     memset(static_cast<char*>(p) + 16, kFreedByte, bytes - 16);
   }
   g_heap.central[cls].InsertRange(p, 1);
@@ -465,10 +467,9 @@ void FreeSized(void* p, size_t size) {
   if (STRATA_UNLIKELY(g_check) && p != nullptr) {
     size_t cls = g_heap.map.ClassOf(uintptr_t(p));
     size_t usable = cls != 0 ? Info(cls).size : UsableSize(p);
-    // The size must be the one asked for, or at most the usable size; for
-    // a small object, one that another class would have served is wrong.
-    if (size > usable || (cls != 0 && size <= kMaxSmall && SizeToClass(size) != cls && cls > 1 &&
-                          size <= Info(cls - 1).size)) {
+    // Any size up to the usable size is valid (a block shrunk in place by
+    // realloc, or aligned, keeps a larger class); more is not.
+    if (size > usable) {
       Fatalf("free_sized(): size %zu does not match the block %p (%zu usable bytes)", size, p, usable);
     }
   }

@@ -54,7 +54,10 @@ class PageHeap {
     arena_ = arena;
   }
   void set_use_brk(bool b) { use_brk_ = b; }
-  void set_decay_ms(int64_t ms) { decay_ms_ = ms; }
+  void set_decay_ms(int64_t ms) {
+    LockGuard g(lock_);  // the background purger reads it under the lock
+    decay_ms_ = ms;
+  }
   void set_lazy_release(bool b) { lazy_release_ = b; }
   int64_t decay_ms() const { return decay_ms_; }
 

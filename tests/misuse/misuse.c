@@ -61,7 +61,21 @@ int main(int argc, char **argv) {
     if (fs == NULL) return 3;
     char *p = malloc(1000);
     say(p);
-    fs(p, 10);
+    fs(p, 5000); /* more than the block holds */
+  } else if (strcmp(c, "no_false_positive") == 0) {  /* checking mode: must exit 0 */
+    /* Pages of freed 64 B objects recycled for 192 B ones; valid sized frees. */
+    void **v = malloc(100000 * sizeof(void *));
+    for (int i = 0; i < 100000; ++i) v[i] = malloc(64);
+    for (int i = 0; i < 100000; ++i) free(v[i]);
+    for (int i = 0; i < 100000; ++i) v[i] = malloc(192);
+    for (int i = 0; i < 100000; ++i) free(v[i]);
+    free(v);
+    void (*fs)(void *, size_t) = (void (*)(void *, size_t))dlsym(RTLD_DEFAULT, "free_sized");
+    if (fs == NULL) return 3;
+    char *p = realloc(malloc(1000), 100); /* shrunk in place: still the 1 KiB class */
+    fs(p, 100);
+    printf("ok\n");
+    return 0;
   } else {
     return 2;
   }
