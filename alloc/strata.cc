@@ -273,13 +273,20 @@ STRATA_NOINLINE void FreeChecked(size_t cls) {
 // the kernel (cached large mappings, whole free chunks, the free top of the
 // break), so that a retry
 // can succeed under an address-space limit. True if anything was freed.
-STRATA_COLD bool ReclaimAddressSpace() {
+// Everything free goes back to the OS now: the calling thread's cache (its
+// objects may pin spans), empty spans, cached large mappings, free pages
+// (with STRATA_SOURCE=brk, a free top of the break too). Returns bytes.
+size_t ReturnFreeMemory() {
   ThreadCacheT& tc = t_cache;
-  if (tc.state == CacheState::kActive) tc.FlushAll(g_heap);  // its objects may pin spans
+  if (tc.state == CacheState::kActive) tc.FlushAll(g_heap);
   for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].ReleaseEmpty();
-  size_t freed = g_heap.large.Purge(UINT64_MAX);
-  freed += g_heap.pages.UnmapFreeChunks();
-  freed += g_heap.pages.ReleaseAll();  // with STRATA_SOURCE=brk, shrinks a free top of the break
+  size_t released = g_heap.large.Purge(UINT64_MAX);
+  return released + g_heap.pages.ReleaseAll();
+}
+
+STRATA_COLD bool ReclaimAddressSpace() {
+  size_t freed = ReturnFreeMemory();
+  freed += g_heap.pages.UnmapFreeChunks();  // address space, not only pages
   return freed > 0;
 }
 
@@ -494,11 +501,7 @@ bool Owns(const void* p) {
 
 size_t ReleaseMemory() {
   EnsureInit();
-  ThreadCacheT& tc = t_cache;
-  if (tc.state == CacheState::kActive) tc.FlushAll(g_heap);
-  for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].ReleaseEmpty();
-  size_t released = g_heap.large.Purge(UINT64_MAX);
-  return released + g_heap.pages.ReleaseAll();
+  return ReturnFreeMemory();
 }
 
 // ---- fork: every lock, in the documented order, around fork() ----
