@@ -173,20 +173,19 @@ void ThreadInit(ThreadCacheT* tc) {
     g_registry = tc;
     threads = ++g_threads;
   }
-  tc->Activate(BudgetFor(threads));
-  if (g_check) {
-    for (size_t c = 1; c < kNumClasses; ++c) tc->lists[c].max = 0;  // every op to the slow path
-  }
+  // Checking mode: no object checks in the lists, so every free reaches
+  // the slow path (and lists stay empty, so every malloc does too).
+  tc->Activate(BudgetFor(threads), /*checks=*/!g_check);
 }
 
 void ThreadExit(void* arg) {
   ThreadCacheT* tc = static_cast<ThreadCacheT*>(arg);
   if (tc->state != CacheState::kActive) return;
   tc->FlushAll(g_heap);
-  // From now on frees overflow at once (max 0) and go to the central lists;
-  // mallocs find empty lists and are served directly.
+  // From now on frees fail the fast path's check and go to the central
+  // lists; mallocs find empty lists and are served directly.
   tc->state = CacheState::kDead;
-  for (size_t c = 1; c < kNumClasses; ++c) tc->lists[c].max = 0;
+  tc->Disable();
   LockGuard g(g_registry_lock);
   if (tc->reg_prev != nullptr) tc->reg_prev->reg_next = tc->reg_next; else g_registry = tc->reg_next;
   if (tc->reg_next != nullptr) tc->reg_next->reg_prev = tc->reg_prev;
@@ -205,8 +204,8 @@ STRATA_NOINLINE void* AllocDirect(size_t cls, size_t size) {
 }
 
 // ---- checking mode (STRATA_CHECK=1) ----
-// Thread caches keep no objects (their limits are 0), so every malloc and
-// free reaches the slow path below; the fast path costs the same as
+// Thread caches keep no objects and hold no object checks, so every malloc
+// and free reaches the slow path below; the fast path costs the same as
 // without checking. Freed objects are filled with kFreedByte after a
 // marker word, and the fill is verified when the object is handed out
 // again, which catches writes after free.
@@ -250,12 +249,7 @@ STRATA_NOINLINE void* MallocChecked(size_t cls, size_t size) {
   return head;
 }
 
-STRATA_NOINLINE void FreeChecked(size_t cls) {
-  // The fast path pushed exactly one object on an empty list (limit 0).
-  FreeList& list = t_cache.lists[cls];
-  void* p = list.head;
-  list.head = *static_cast<void**>(p);
-  --list.count;
+STRATA_NOINLINE void FreeChecked(void* p, size_t cls) {
   CheckLiveSmall("free", p, cls);
   size_t bytes = Info(cls).size;
   if (bytes >= 16) {
@@ -348,25 +342,28 @@ void* MallocSlow(size_t cls, size_t size) {
   return AllocDirect(cls, size);
 }
 
-void FreeOverflow(size_t cls) {
-  if (STRATA_UNLIKELY(g_check)) return FreeChecked(cls);
+void FreeOverflow(void* p) {
+  // Only an active cache has the object checks that let a free this far.
+  t_cache.Overflow(g_heap.map.ClassOf(uintptr_t(p)), g_heap);
+  MaybeStartBackground();
+}
+
+void FreeUnchecked(void* p) {
+  size_t cls = g_heap.map.ClassOf(uintptr_t(p));
+  if (cls == 0) return FreeSlow(p);
   ThreadCacheT& tc = t_cache;
-  if (STRATA_LIKELY(tc.state == CacheState::kActive)) {
-    tc.Overflow(cls, g_heap);
-    MaybeStartBackground();
-    return;
-  }
+  // The fast path's checks, with the class's own check (the list's copy
+  // may be unset).
+  if (!IsObjectStart(uintptr_t(p), cls) || p == tc.lists[cls].head) BadSmallFree("free", p, cls);
+  if (STRATA_UNLIKELY(g_check)) return FreeChecked(p, cls);
   if (tc.state == CacheState::kUninit) {
     EnsureInit();
     ThreadInit(&tc);
-    if (tc.state == CacheState::kActive) {
-      if (tc.lists[cls].count > tc.lists[cls].max) tc.Overflow(cls, g_heap);
-      return;
-    }
+    if (tc.state == CacheState::kActive) return Free(p);  // the fast path takes it now
   }
   // No cache (set-up in progress, or the thread is exiting): straight to
   // the central list.
-  tc.Release(cls, tc.lists[cls].count, g_heap);
+  g_heap.central[cls].InsertRange(p, 1);
 }
 
 void FreeSlow(void* p) {
@@ -458,7 +455,8 @@ void* AlignedAlloc(size_t align, size_t size) {
     if (want <= kMaxSmall) {
       size_t cls = SizeToClass(want);
       while (Info(cls).size % align != 0) ++cls;
-      return MallocClass(cls, size);
+      void* p = Pop(t_cache.lists[cls], size);
+      return p != nullptr ? p : MallocSlow(cls, size);
     }
   }
   if (size <= kMaxSmall && align <= kMaxSmall) {
@@ -552,7 +550,7 @@ void TakeSnapshot(Snapshot* snap) {
     for (ThreadCacheT* tc = g_registry; tc != nullptr; tc = tc->reg_next) {
       snap->threads.Add(*tc);
       snap->cached_bytes += tc->CachedBytes();
-      for (size_t c = 1; c < kNumClasses; ++c) snap->cached_objects[c] += tc->lists[c].count;
+      for (size_t c = 1; c < kNumClasses; ++c) snap->cached_objects[c] += tc->lists[c].length();
     }
   }
   for (size_t c = 1; c < kNumClasses; ++c) {

@@ -23,8 +23,10 @@ namespace strata {
 // The global heap. Constant-initialised (usable before any constructor
 // runs); Init() binds the layers and reads the options on first use.
 struct Heap {
-  RealOs os;
+  // The page map's root comes first: the free fast path indexes it from
+  // the heap's address with no offset.
   PageMap<RealOs> map;
+  [[no_unique_address]] RealOs os;
   MetaArena<RealOs> arena;
   PageHeap<RealOs> pages;
   CentralList<RealOs> central[kNumClasses];
@@ -40,14 +42,19 @@ struct Heap {
 };
 
 using ThreadCacheT = ThreadCache<Heap>;
+using PageMapT = PageMap<RealOs>;
 
 extern Heap g_heap;
 extern STRATA_TLS ThreadCacheT t_cache;
 
 // Slow paths (alloc/strata.cc).
 void* MallocSlow(size_t cls, size_t size);
-void FreeOverflow(size_t cls);
+void FreeOverflow(void* p);  // p was just pushed
 void FreeSlow(void* p);
+// A free that the fast path could not take: not a small object (class 0:
+// nullptr, large, page-sized, foreign), a misuse (fatal), or a thread
+// whose cache is not set up (uninitialised, exiting, checking mode).
+void FreeUnchecked(void* p);
 void* MallocLarge(size_t size);
 // Fatal: p is inside a small object but not at its start, or was just freed.
 [[noreturn]] void BadSmallFree(const char* op, void* p, size_t cls);
@@ -57,46 +64,55 @@ void* MallocLarge(size_t size);
 // Where the fast path goes when it cannot finish. The shim substitutes
 // versions that also set errno, so that the fast path itself stays a few
 // instructions with tail calls and nothing to save.
+// Small() gets the size alone and finds the class again: keeping the class
+// (or the list's address) alive for the slow path costs the fast path
+// instructions.
 struct SlowPaths {
-  static void* Small(size_t cls, size_t size) { return MallocSlow(cls, size); }
+  static void* Small(size_t size) { return MallocSlow(SizeToClass(size), size); }
   static void* Large(size_t size) { return MallocLarge(size); }
 };
 
-// Pop an object of class `cls` (for a request of `size` bytes) from this
-// thread's cache.
-template <class Slow = SlowPaths>
-STRATA_INLINE void* MallocClass(size_t cls, size_t size) {
-  FreeList& list = t_cache.lists[cls];
+// Pop an object (for a request of `size` bytes) from one of this thread's
+// lists; nullptr when the list is empty.
+STRATA_INLINE void* Pop(FreeList& list, size_t size) {
   void* p = list.head;
   if (STRATA_LIKELY(p != nullptr)) {
     list.head = *static_cast<void**>(p);
-    --list.count;
+    ++list.room;
     ++list.allocs;
     list.requested += size;
-    return p;
   }
-  return Slow::Small(cls, size);
+  return p;
 }
 
 template <class Slow = SlowPaths>
 STRATA_INLINE void* Malloc(size_t size) {
-  if (STRATA_LIKELY(size <= kMaxSmall)) return MallocClass<Slow>(SizeToClass(size), size);
-  return Slow::Large(size);
+  size_t cls;
+  if (STRATA_LIKELY(size <= kMaxSmallStep16)) {
+    cls = kSmallLookup[(size + 15) >> 4];
+  } else if (STRATA_LIKELY(size <= kMaxSmall)) {
+    cls = kBigLookup[(size + 127) >> 7];
+  } else {
+    return Slow::Large(size);
+  }
+  void* p = Pop(t_cache.lists[cls], size);
+  if (STRATA_LIKELY(p != nullptr)) return p;
+  return Slow::Small(size);
 }
 
 STRATA_INLINE void Free(void* p) {
-  size_t cls = g_heap.map.ClassOf(uintptr_t(p));
-  if (STRATA_LIKELY(cls != 0)) {
-    FreeList& list = t_cache.lists[cls];
-    // Two cheap checks before the pointer is trusted: it must be an
-    // object's start, and not the object freed last (a double free).
-    if (STRATA_UNLIKELY(!IsObjectStart(uintptr_t(p), cls) || p == list.head)) BadSmallFree("free", p, cls);
-    *static_cast<void**>(p) = list.head;
-    list.head = p;
-    if (STRATA_LIKELY(++list.count <= list.max)) return;
-    return FreeOverflow(cls);
-  }
-  FreeSlow(p);  // nullptr, large, page-sized objects, foreign pointers
+  const uint8_t* classes = g_heap.map.LeafClasses(uintptr_t(p));
+  if (STRATA_UNLIKELY(classes == nullptr)) return FreeSlow(p);  // no leaf: not ours, or nullptr
+  // Class 0 (not a small object: large, page-sized, free pages) needs no
+  // test of its own: list 0's check is all zero and fails.
+  FreeList& list = t_cache.lists[classes[PageMapT::LeafIndex(uintptr_t(p))]];
+  // Two cheap checks before the pointer is trusted: it must be an object's
+  // start, and not the object freed last (a double free).
+  if (STRATA_UNLIKELY(!list.check.IsObjectStart(uintptr_t(p)) || p == list.head)) return FreeUnchecked(p);
+  *static_cast<void**>(p) = list.head;
+  list.head = p;
+  if (STRATA_LIKELY(--list.room >= 0)) return;
+  return FreeOverflow(p);
 }
 
 // ---- the rest of the API (out of line) ----

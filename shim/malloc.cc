@@ -24,7 +24,9 @@ STRATA_INLINE void* SetErrno(void* p) {
 
 // malloc's slow paths with errno: the fast path tail-calls these.
 struct ErrnoSlowPaths {
-  STRATA_NOINLINE static void* Small(size_t cls, size_t size) { return SetErrno(strata::MallocSlow(cls, size)); }
+  STRATA_NOINLINE static void* Small(size_t size) {
+    return SetErrno(strata::MallocSlow(strata::SizeToClass(size), size));
+  }
   STRATA_NOINLINE static void* Large(size_t size) { return SetErrno(strata::MallocLarge(size)); }
 };
 

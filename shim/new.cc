@@ -38,8 +38,8 @@ STRATA_COLD void* NewSlow(size_t size, size_t align, bool nothrow) {
 // path tail-calls these.
 template <bool kNothrow>
 struct NewSlowPaths {
-  STRATA_NOINLINE static void* Small(size_t cls, size_t size) {
-    void* p = strata::MallocSlow(cls, size);
+  STRATA_NOINLINE static void* Small(size_t size) {
+    void* p = strata::MallocSlow(strata::SizeToClass(size), size);
     return p != nullptr ? p : NewSlow(size, 0, kNothrow);
   }
   STRATA_NOINLINE static void* Large(size_t size) {

@@ -48,12 +48,21 @@ class PageMap {
   // The class byte for `a`: 0 unless a is inside a live span of small
   // objects. This is the free fast path; it must stay tiny.
   STRATA_INLINE size_t ClassOf(uintptr_t a) const {
-    uintptr_t root = a >> 30;
-    if (STRATA_UNLIKELY(root >= kRootSize)) return 0;  // beyond user space
-    const Leaf* leaf = root_[root].load(std::memory_order_acquire);
-    if (STRATA_UNLIKELY(leaf == nullptr)) return 0;
-    return leaf->cls[(a >> kPageShift) & (kLeafPages - 1)];
+    const uint8_t* classes = LeafClasses(a);
+    if (STRATA_UNLIKELY(classes == nullptr)) return 0;
+    return classes[LeafIndex(a)];
   }
+
+  // The class bytes of the leaf that covers `a`, nullptr when there is no
+  // leaf (beyond user space, or no memory of ours in that GiB); index them
+  // with LeafIndex(a). ClassOf in two halves, for the free fast path.
+  STRATA_INLINE const uint8_t* LeafClasses(uintptr_t a) const {
+    uintptr_t root = a >> 30;
+    if (STRATA_UNLIKELY(root >= kRootSize)) return nullptr;  // beyond user space
+    const Leaf* leaf = root_[root].load(std::memory_order_acquire);
+    return leaf != nullptr ? leaf->cls : nullptr;
+  }
+  STRATA_INLINE static size_t LeafIndex(uintptr_t a) { return (a >> kPageShift) & (kLeafPages - 1); }
 
   // The span record last stored for a's page (may be stale: see above).
   STRATA_INLINE Span* SpanOf(uintptr_t a) const {
@@ -107,10 +116,10 @@ class PageMap {
   SpinLock& leaf_lock() { return leaf_lock_; }
 
  private:
+  std::atomic<Leaf*> root_[kRootSize] = {};  // first: see Heap in alloc/strata.h
   Os* os_ = nullptr;
   SpinLock leaf_lock_;
   size_t leaf_bytes_ = 0;
-  std::atomic<Leaf*> root_[kRootSize] = {};
 };
 
 }  // namespace strata

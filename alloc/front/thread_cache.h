@@ -21,13 +21,31 @@
 
 namespace strata {
 
-struct FreeList {
+// One class's list. 64 bytes, so that a malloc or a free touches one cache
+// line of the thread cache: the head, the room counter, the stats and the
+// class's object check all live here.
+struct alignas(64) FreeList {
   void* head;
-  uint32_t count;
-  uint32_t max;       // over this, a batch goes back to the central list
+  // How many more frees the list takes before one overflows: max - length.
+  // A free decrements it and goes to the slow path when it turns negative,
+  // a malloc increments it; keeping the difference instead of the length
+  // spares the free path a load and a compare against the limit.
+  int32_t room;
+  uint32_t max;        // over this length, a batch goes back to the central list
   uint64_t allocs;     // stats: mallocs served for this class by this thread
   uint64_t requested;  // stats: bytes those mallocs asked for
+  // The class's object check (size_class.h), copied in when the cache is
+  // set up. All zero until then, after thread exit and in checking mode:
+  // the check then fails and every free takes the slow path.
+  ObjectCheck check;
+
+  uint32_t length() const { return uint32_t(int64_t(max) - room); }
+  void set_max(uint32_t m) {
+    room += int32_t(m) - int32_t(max);
+    max = m;
+  }
 };
+static_assert(sizeof(FreeList) == 64);
 // Frees are not counted here: per class, live objects = objects out of the
 // central list - objects in thread caches, and frees = allocs - live, both
 // exact when threads are quiet. That keeps the free fast path one add
@@ -52,6 +70,9 @@ class ThreadCache {
  public:
   static constexpr size_t kListCapBytes = 256 << 10;
 
+  // lists[0] (class 0: "not a small object") is never set up: its check
+  // stays zero and fails, which is how the free fast path sends anything
+  // that is not a small object to the slow path without a test of its own.
   FreeList lists[kNumClasses];
   CacheState state;
   uint32_t slow_events;
@@ -70,9 +91,12 @@ class ThreadCache {
     return uint32_t(cap);
   }
 
-  void Activate(size_t budget_bytes) {
+  // Ready for the fast paths. `checks`: false in checking mode, where
+  // every free must reach the slow path.
+  void Activate(size_t budget_bytes, bool checks = true) {
     for (size_t c = 1; c < kNumClasses; ++c) {
-      lists[c].max = Info(c).batch;
+      lists[c].set_max(Info(c).batch);
+      if (checks) lists[c].check = ClassCheck(c);
     }
     budget = budget_bytes;
     state = CacheState::kActive;
@@ -89,11 +113,11 @@ class ThreadCache {
     if (n == 0) return nullptr;
     ++misses;
     l.head = *static_cast<void**>(head);
-    l.count += uint32_t(n - 1);
+    l.room -= n - 1;
     ++l.allocs;
     l.requested += size;
     uint32_t cap = MaxListLength(cls);
-    l.max = l.max + c.batch < cap ? l.max + c.batch : cap;
+    l.set_max(l.max + c.batch < cap ? l.max + c.batch : cap);
     if ((++slow_events & 15) == 0) MaybeScavenge(backend);
     return head;
   }
@@ -102,7 +126,7 @@ class ThreadCache {
   STRATA_NOINLINE void Overflow(size_t cls, Backend& backend) {
     FreeList& l = lists[cls];
     uint32_t n = Info(cls).batch;
-    if (n > l.count) n = l.count;
+    if (n > l.length()) n = l.length();
     Release(cls, n, backend);
     MaybeScavenge(backend);  // frees are what grow a cache: check each time
   }
@@ -116,14 +140,14 @@ class ThreadCache {
     for (uint32_t i = 1; i < n; ++i) last = *static_cast<void**>(last);
     l.head = *static_cast<void**>(last);
     *static_cast<void**>(last) = nullptr;
-    l.count -= n;
+    l.room += int32_t(n);
     ++flushes;
     backend.InsertRange(cls, head, last, int(n));
   }
 
   size_t CachedBytes() const {
     size_t total = 0;
-    for (size_t c = 1; c < kNumClasses; ++c) total += size_t(lists[c].count) * Info(c).size;
+    for (size_t c = 1; c < kNumClasses; ++c) total += size_t(lists[c].length()) * Info(c).size;
     return total;
   }
 
@@ -131,16 +155,26 @@ class ThreadCache {
   void MaybeScavenge(Backend& backend) {
     while (CachedBytes() > budget) {
       for (size_t c = 1; c < kNumClasses; ++c) {
-        Release(c, lists[c].count / 2 + (lists[c].count & 1), backend);
-        if (lists[c].max > Info(c).batch) lists[c].max /= 2;
-        if (lists[c].max < Info(c).batch) lists[c].max = Info(c).batch;
+        FreeList& l = lists[c];
+        Release(c, l.length() / 2 + (l.length() & 1), backend);
+        uint32_t m = l.max / 2;
+        l.set_max(m < Info(c).batch ? Info(c).batch : m);
       }
     }
   }
 
   // Everything back to the central lists.
   void FlushAll(Backend& backend) {
-    for (size_t c = 1; c < kNumClasses; ++c) Release(c, lists[c].count, backend);
+    for (size_t c = 1; c < kNumClasses; ++c) Release(c, lists[c].length(), backend);
+  }
+
+  // No cache any more (thread exit) or not a fast one (checking mode):
+  // every free takes the slow path and every list is empty.
+  void Disable() {
+    for (size_t c = 1; c < kNumClasses; ++c) {
+      lists[c].check = ObjectCheck{};
+      lists[c].set_max(0);
+    }
   }
 
   ThreadCacheStats Stats() const {

@@ -106,9 +106,12 @@ STRATA_INLINE const ClassInfo& Info(size_t cls) { return sizeclass_detail::kInfo
 // size, so a pointer's offset in its span is `p & span_mask`, and an offset
 // n is a multiple of the class size d exactly when n * c < c for
 // c = ceil(2^64 / d) (Lemire's divisibility test; n < 2^32 here).
+// An all-zero check passes no pointer.
 struct ObjectCheck {
   uint64_t span_mask;
   uint64_t magic;
+
+  STRATA_INLINE bool IsObjectStart(uintptr_t p) const { return (p & span_mask) * magic < magic; }
 };
 
 namespace sizeclass_detail {
@@ -124,10 +127,8 @@ inline constexpr std::array<ObjectCheck, kNumClasses> kChecks = MakeChecks();
 }  // namespace sizeclass_detail
 
 // True when `p` (inside a span of class `cls`) is the start of an object.
-STRATA_INLINE bool IsObjectStart(uintptr_t p, size_t cls) {
-  const ObjectCheck& c = sizeclass_detail::kChecks[cls];
-  return (p & c.span_mask) * c.magic < c.magic;
-}
+STRATA_INLINE const ObjectCheck& ClassCheck(size_t cls) { return sizeclass_detail::kChecks[cls]; }
+STRATA_INLINE bool IsObjectStart(uintptr_t p, size_t cls) { return ClassCheck(cls).IsObjectStart(p); }
 constexpr const std::array<ClassInfo, kNumClasses>& AllClasses() { return sizeclass_detail::kInfo; }
 
 // Requires size <= kMaxSmall. Size 0 gets the smallest class.

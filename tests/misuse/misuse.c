@@ -1,8 +1,11 @@
 /* The classic misuse cases, one per run: `misuse CASE` does it and prints
  * the address it misused on stdout (before doing it); the test driver
- * expects SIGABRT and a "strata: " message naming that address. */
+ * expects SIGABRT and a "strata: " message naming that address. Cases
+ * whose message names a size or an alignment instead print that part of
+ * the message; cases with nothing to name print nothing. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +65,39 @@ int main(int argc, char **argv) {
     char *p = malloc(1000);
     say(p);
     fs(p, 5000); /* more than the block holds */
+  } else if (strcmp(c, "never_allocated") == 0) {  /* checking mode only */
+    /* The object after a fresh one: an object start in the same span that
+     * was never handed out. */
+    char *p = malloc(2000);
+    char *q = p + malloc_usable_size(p);
+    say(q);
+    free(q);
+  } else if (strcmp(c, "usable_size_after_free") == 0) {  /* checking mode only */
+    char *p = malloc(100);
+    say(p);
+    free(p);
+    malloc_usable_size(p);
+  } else if (strcmp(c, "new_bad_alignment") == 0) {
+    /* operator new(size_t, std::align_val_t) with an alignment that is not
+     * a power of two (UB in C++, but a program can do it). */
+    void *(*op_new)(size_t, size_t) = (void *(*)(size_t, size_t))dlsym(RTLD_DEFAULT, "_ZnwmSt11align_val_t");
+    if (op_new == NULL) return 3;
+    printf("alignment 24 \n");
+    fflush(stdout);
+    op_new(64, 24);
+  } else if (strcmp(c, "new_oom_without_cxx_runtime") == 0) {
+    /* operator new out of memory in a program without libstdc++ (this one
+     * is C): no new_handler, no std::bad_alloc to throw. */
+    if (dlsym(RTLD_DEFAULT, "_ZSt15get_new_handlerv") != NULL) return 4; /* libstdc++ is loaded */
+    void *(*op_new)(size_t) = (void *(*)(size_t))dlsym(RTLD_DEFAULT, "_Znwm");
+    if (op_new == NULL) return 3;
+    size_t huge = (size_t)1 << 62;
+    printf("operator new(%zu)\n", huge);
+    fflush(stdout);
+    op_new(huge);
+  } else if (strcmp(c, "init") == 0) {  /* for failures during initialisation */
+    free(malloc(100));
+    return 0;
   } else if (strcmp(c, "no_false_positive") == 0) {  /* checking mode: must exit 0 */
     /* Pages of freed 64 B objects recycled for 192 B ones; valid sized frees. */
     void **v = malloc(100000 * sizeof(void *));

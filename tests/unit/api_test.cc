@@ -347,7 +347,7 @@ TEST(ApiThreads, ThreadExitFlushesItsCache) {
   const size_t cls = SizeToClass(64);
   auto before = Snap();
   const uint64_t out_before = before->central[cls].objects_out;
-  const uint32_t main_cached_before = t_cache.lists[cls].count;
+  const uint32_t main_cached_before = t_cache.lists[cls].length();
   std::vector<void*> kept;
   std::thread t([&] {
     std::vector<void*> mine;
@@ -371,14 +371,14 @@ TEST(ApiThreads, ThreadExitFlushesItsCache) {
   EXPECT_EQ(Row(*after, cls).live - Row(*before, cls).live, 1000u);
   EXPECT_EQ(after->central[cls].objects_out - out_before, 1000u)
       << "the thread's cache went back to the central list";
-  EXPECT_EQ(t_cache.lists[cls].count, main_cached_before);
+  EXPECT_EQ(t_cache.lists[cls].length(), main_cached_before);
 
   // The main thread frees what the exited thread allocated.
   for (void* p : kept) strata_free(p);
   auto done = Snap();
   EXPECT_EQ(Live(*done, cls), Live(*before, cls));
   EXPECT_EQ(done->central[cls].objects_out,
-            out_before + t_cache.lists[cls].count - main_cached_before)
+            out_before + t_cache.lists[cls].length() - main_cached_before)
       << "what is out of the central list is in the main thread's cache";
 }
 
@@ -386,7 +386,7 @@ TEST(ApiThreads, AThreadThatOnlyFreesIsFlushedToo) {
   const size_t cls = SizeToClass(300);
   std::vector<void*> objs;
   for (int i = 0; i < 3000; ++i) objs.push_back(strata_malloc(300));
-  const uint32_t main_cached = t_cache.lists[cls].count;
+  const uint32_t main_cached = t_cache.lists[cls].length();
   auto before = Snap();
   std::thread t([&] {
     for (void* p : objs) strata_free(p);
@@ -397,7 +397,7 @@ TEST(ApiThreads, AThreadThatOnlyFreesIsFlushedToo) {
   EXPECT_EQ(Row(*after, cls).frees - Row(*before, cls).frees, 3000u);
   EXPECT_EQ(Live(*before, cls) - Live(*after, cls), 3000);
   EXPECT_EQ(before->central[cls].objects_out - after->central[cls].objects_out, 3000u);
-  EXPECT_EQ(t_cache.lists[cls].count, main_cached);
+  EXPECT_EQ(t_cache.lists[cls].length(), main_cached);
 }
 
 TEST(ApiThreads, ManyShortThreadsLeaveNothingBehind) {
@@ -460,7 +460,7 @@ TEST(ApiStats, SnapshotIsConsistent) {
     ClassRow r = Row(*s, c);
     EXPECT_EQ(int64_t(r.live), Live(*s, c));
     EXPECT_EQ(r.allocs, r.frees + r.live);
-    EXPECT_EQ(s->cached_objects[c], t_cache.lists[c].count) << "only this thread has a cache";
+    EXPECT_EQ(s->cached_objects[c], t_cache.lists[c].length()) << "only this thread has a cache";
     EXPECT_EQ(s->central[c].spans * Info(c).objects,
               s->central[c].objects_out + s->central[c].free_objects + s->central[c].transfer_objects);
   }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "alloc/middle/central.h"
+#include "tests/unit/abort.h"
 #include "tests/unit/fake_heap.h"
 
 namespace strata {
@@ -361,7 +362,7 @@ TEST_F(CentralDeathTest, DoubleFreeIntoAnEmptySpanIsFatal) {
   void* victim = objs[5];
   Give(c, objs);  // the span is now empty (and kept)
   ASSERT_EQ(c.Stats().empty_spans, 1u);
-  EXPECT_DEATH(Give(c, {victim}), "strata: double free");
+  EXPECT_ABORT(Give(c, {victim}), "strata: double free");
 }
 
 TEST_F(CentralDeathTest, DoubleFreeMessageNamesTheObject) {
@@ -374,7 +375,7 @@ TEST_F(CentralDeathTest, DoubleFreeMessageNamesTheObject) {
   // so the message is matched by shape.
   const std::string expect = "^strata: double free of 0x[0-9a-f]+ \\(size class " +
                              std::to_string(SizeToClass(256)) + ", 256 bytes\\)\n$";
-  EXPECT_DEATH(Give(c, {victim}), expect);
+  EXPECT_ABORT(Give(c, {victim}), expect);
 }
 
 }  // namespace

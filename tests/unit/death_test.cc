@@ -9,6 +9,7 @@
 #include "alloc/middle/size_class.h"
 #include "alloc/strata.h"
 #include "strata/strata.h"
+#include "tests/unit/abort.h"
 
 namespace strata {
 namespace {
@@ -40,46 +41,46 @@ class ApiDeathTest : public ::testing::Test {
 
 TEST_F(ApiDeathTest, FreeOfAStackPointer) {
   int on_stack = 0;
-  EXPECT_DEATH(strata_free(&on_stack), "invalid pointer 0x");
-  EXPECT_DEATH(strata_free(&on_stack), InvalidShape());
+  EXPECT_ABORT(strata_free(&on_stack), "invalid pointer 0x");
+  EXPECT_ABORT(strata_free(&on_stack), InvalidShape());
 }
 
-TEST_F(ApiDeathTest, FreeOfAGlobal) { EXPECT_DEATH(strata_free(&g_global), InvalidShape()); }
+TEST_F(ApiDeathTest, FreeOfAGlobal) { EXPECT_ABORT(strata_free(&g_global), InvalidShape()); }
 
 TEST_F(ApiDeathTest, FreeOfAWildPointer) {
-  EXPECT_DEATH(strata_free(reinterpret_cast<void*>(uintptr_t{0x123456789a0})),
+  EXPECT_ABORT(strata_free(reinterpret_cast<void*>(uintptr_t{0x123456789a0})),
                "^strata: free\\(\\): invalid pointer 0x123456789a0: ");
-  EXPECT_DEATH(strata_free(reinterpret_cast<void*>(uintptr_t{0xdead000000000000})),
+  EXPECT_ABORT(strata_free(reinterpret_cast<void*>(uintptr_t{0xdead000000000000})),
                "^strata: free\\(\\): invalid pointer 0xdead000000000000: ");
 }
 
 TEST_F(ApiDeathTest, FreeOfGlibcMemory) {
   void* p = malloc(100);
-  EXPECT_DEATH(strata_free(p), InvalidShape());
+  EXPECT_ABORT(strata_free(p), InvalidShape());
   free(p);
 }
 
 TEST_F(ApiDeathTest, FreeInsideALargeObject) {
   char* p = static_cast<char*>(strata_malloc(kMaxSmall * 4));
   ASSERT_NE(p, nullptr);
-  EXPECT_DEATH(strata_free(p + 16), InvalidShape());
-  EXPECT_DEATH(strata_free(p + kPageSize), InvalidShape());
-  EXPECT_DEATH(strata_free(p + kMaxSmall * 4 - 16), InvalidShape());
+  EXPECT_ABORT(strata_free(p + 16), InvalidShape());
+  EXPECT_ABORT(strata_free(p + kPageSize), InvalidShape());
+  EXPECT_ABORT(strata_free(p + kMaxSmall * 4 - 16), InvalidShape());
   strata_free(p);
 }
 
 TEST_F(ApiDeathTest, FreeInsideAPageObject) {
   char* p = static_cast<char*>(strata_aligned_alloc(64 * 1024, 100));
   ASSERT_NE(p, nullptr);
-  EXPECT_DEATH(strata_free(p + 4096), InvalidShape());
-  EXPECT_DEATH(strata_free(p + 32), InvalidShape());
+  EXPECT_ABORT(strata_free(p + 4096), InvalidShape());
+  EXPECT_ABORT(strata_free(p + 32), InvalidShape());
   strata_free(p);
 }
 
 TEST_F(ApiDeathTest, DoubleFreeOfALargeObject) {
   void* p = strata_malloc(kMaxSmall * 2);
   ASSERT_NE(p, nullptr);
-  EXPECT_DEATH(
+  EXPECT_ABORT(
       {
         strata_free(p);
         strata_free(p);
@@ -91,7 +92,7 @@ TEST_F(ApiDeathTest, DoubleFreeOfALargeObject) {
 TEST_F(ApiDeathTest, DoubleFreeOfAPageObject) {
   void* p = strata_aligned_alloc(16 * 1024, 5000);
   ASSERT_NE(p, nullptr);
-  EXPECT_DEATH(
+  EXPECT_ABORT(
       {
         strata_free(p);
         strata_free(p);
@@ -110,14 +111,14 @@ TEST_F(ApiDeathTest, FreeOfAFreeBlockInAChunk) {
     strata_free(p);
     GTEST_SKIP() << "the buddy is in use (earlier tests in this process)";
   }
-  EXPECT_DEATH(strata_free(after), InvalidShape());
+  EXPECT_ABORT(strata_free(after), InvalidShape());
   strata_free(p);
 }
 
 TEST_F(ApiDeathTest, OtherEntryPointsNameThemselves) {
   int on_stack = 0;
-  EXPECT_DEATH(strata_realloc(&on_stack, 100), InvalidShape("realloc"));
-  EXPECT_DEATH(strata_usable_size(&on_stack), InvalidShape("malloc_usable_size"));
+  EXPECT_ABORT(strata_realloc(&on_stack, 100), InvalidShape("realloc"));
+  EXPECT_ABORT(strata_usable_size(&on_stack), InvalidShape("malloc_usable_size"));
 }
 
 // Fast style: fork() without exec, so the child's addresses are the
@@ -133,23 +134,23 @@ class ApiExactAddressDeathTest : public ::testing::Test {
 
 TEST_F(ApiExactAddressDeathTest, StackPointer) {
   int on_stack = 0;
-  EXPECT_DEATH(strata_free(&on_stack), InvalidExact(&on_stack));
+  EXPECT_ABORT(strata_free(&on_stack), InvalidExact(&on_stack));
 }
 
-TEST_F(ApiExactAddressDeathTest, Global) { EXPECT_DEATH(strata_free(&g_global), InvalidExact(&g_global)); }
+TEST_F(ApiExactAddressDeathTest, Global) { EXPECT_ABORT(strata_free(&g_global), InvalidExact(&g_global)); }
 
 TEST_F(ApiExactAddressDeathTest, InsideALargeObject) {
   char* p = static_cast<char*>(strata_malloc(kMaxSmall * 4));
   ASSERT_NE(p, nullptr);
-  EXPECT_DEATH(strata_free(p + 16), InvalidExact(p + 16));
-  EXPECT_DEATH(strata_free(p + 3 * kPageSize), InvalidExact(p + 3 * kPageSize));
+  EXPECT_ABORT(strata_free(p + 16), InvalidExact(p + 16));
+  EXPECT_ABORT(strata_free(p + 3 * kPageSize), InvalidExact(p + 3 * kPageSize));
   strata_free(p);
 }
 
 TEST_F(ApiExactAddressDeathTest, InsideAPageObject) {
   char* p = static_cast<char*>(strata_aligned_alloc(32 * 1024, 1000));
   ASSERT_NE(p, nullptr);
-  EXPECT_DEATH(strata_free(p + kPageSize), InvalidExact(p + kPageSize));
+  EXPECT_ABORT(strata_free(p + kPageSize), InvalidExact(p + kPageSize));
   strata_free(p);
 }
 
@@ -157,7 +158,7 @@ TEST_F(ApiExactAddressDeathTest, LargeObjectFreedTwice) {
   void* p = strata_malloc(kMaxSmall * 3);
   ASSERT_NE(p, nullptr);
   strata_free(p);
-  EXPECT_DEATH(strata_free(p), InvalidExact(p));
+  EXPECT_ABORT(strata_free(p), InvalidExact(p));
 }
 
 }  // namespace

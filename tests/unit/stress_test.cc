@@ -179,7 +179,7 @@ void RunStress(unsigned threads, int ops_per_thread, size_t slots) {
     EXPECT_EQ(r.live, Row(*before, c).live) << "class " << c << ": everything allocated was freed";
     EXPECT_EQ(r.frees - Row(*before, c).frees, r.allocs - Row(*before, c).allocs) << "class " << c;
     // Only this thread has a cache now.
-    EXPECT_EQ(after->cached_objects[c], t_cache.lists[c].count) << "class " << c;
+    EXPECT_EQ(after->cached_objects[c], t_cache.lists[c].length()) << "class " << c;
     EXPECT_EQ(after->central[c].spans * Info(c).objects,
               after->central[c].objects_out + after->central[c].free_objects +
                   after->central[c].transfer_objects);

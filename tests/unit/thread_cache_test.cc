@@ -94,7 +94,7 @@ void* Pop(Cache& tc, size_t cls, FakeBackend& b) {
   void* p = l.head;
   if (p != nullptr) {
     l.head = *static_cast<void**>(p);
-    --l.count;
+    ++l.room;
     ++l.allocs;
     l.requested += Info(cls).size;
     return p;
@@ -106,7 +106,7 @@ void Push(Cache& tc, size_t cls, void* p, FakeBackend& b) {
   FreeList& l = tc.lists[cls];
   *static_cast<void**>(p) = l.head;
   l.head = p;
-  if (++l.count <= l.max) return;
+  if (--l.room >= 0) return;
   tc.Overflow(cls, b);
 }
 
@@ -115,9 +115,11 @@ void Push(Cache& tc, size_t cls, void* p, FakeBackend& b) {
   const FreeList& l = tc.lists[cls];
   uint32_t n = 0;
   for (void* o = l.head; o != nullptr; o = *static_cast<void**>(o)) {
-    if (++n > l.count) break;
+    if (++n > l.length()) break;
   }
-  if (n != l.count) return ::testing::AssertionFailure() << "class " << cls << ": count " << l.count << ", chain " << n;
+  if (n != l.length()) {
+    return ::testing::AssertionFailure() << "class " << cls << ": length " << l.length() << ", chain " << n;
+  }
   return ::testing::AssertionSuccess();
 }
 
@@ -128,8 +130,9 @@ TEST(ThreadCache, ZeroInitialisedIsUninitialisedAndEmpty) {
   EXPECT_EQ(s_tc.state, CacheState::kUninit);
   for (size_t c = 1; c < kNumClasses; ++c) {
     EXPECT_EQ(s_tc.lists[c].head, nullptr);
-    EXPECT_EQ(s_tc.lists[c].count, 0u);
-    EXPECT_EQ(s_tc.lists[c].max, 0u) << "a free before set-up overflows at once";
+    EXPECT_EQ(s_tc.lists[c].length(), 0u);
+    EXPECT_EQ(s_tc.lists[c].max, 0u);
+    EXPECT_FALSE(s_tc.lists[c].check.IsObjectStart(0)) << "a free before set-up fails the fast path's check";
   }
   EXPECT_EQ(s_tc.CachedBytes(), 0u);
 }
@@ -141,6 +144,9 @@ TEST(ThreadCache, ActivateSetsOneBatchPerList) {
   EXPECT_EQ(tc.budget, 12345u);
   for (size_t c = 1; c < kNumClasses; ++c) {
     EXPECT_EQ(tc.lists[c].max, Info(c).batch) << c;
+    EXPECT_EQ(tc.lists[c].length(), 0u) << c;
+    EXPECT_EQ(tc.lists[c].check.span_mask, ClassCheck(c).span_mask) << c;
+    EXPECT_EQ(tc.lists[c].check.magic, ClassCheck(c).magic) << c;
     EXPECT_GE(Cache::MaxListLength(c), Info(c).batch) << c;
     EXPECT_LE(size_t(Cache::MaxListLength(c)) * Info(c).size,
               std::max<size_t>(Cache::kListCapBytes, size_t(Info(c).batch) * Info(c).size))
@@ -161,20 +167,20 @@ TEST_P(ThreadCachePerClass, RefillTakesABatchAndTheLimitGrowsToTheCap) {
   uint32_t expect_max = batch;
   const size_t refills = cap / batch + 4;
   for (size_t r = 0; r < refills; ++r) {
-    ASSERT_EQ(tc.lists[cls].count, 0u);
+    ASSERT_EQ(tc.lists[cls].length(), 0u);
     size_t calls = b.remove_calls;
     void* p = Pop(tc, cls, b);
     ASSERT_NE(p, nullptr);
     held.push_back(p);
     ASSERT_EQ(b.remove_calls, calls + 1);
     ASSERT_EQ(b.last_remove_n, int(batch));
-    ASSERT_EQ(tc.lists[cls].count, batch - 1);
+    ASSERT_EQ(tc.lists[cls].length(), batch - 1);
     if (expect_max < cap) expect_max = std::min(expect_max + batch, cap);
     ASSERT_LE(tc.lists[cls].max, cap) << "refill " << r << ": the limit went past MaxListLength";
     ASSERT_EQ(tc.lists[cls].max, expect_max) << "refill " << r;
     ASSERT_TRUE(ListOk(tc, cls));
     // Drain without another refill.
-    while (tc.lists[cls].count > 0) held.push_back(Pop(tc, cls, b));
+    while (tc.lists[cls].length() > 0) held.push_back(Pop(tc, cls, b));
     ASSERT_EQ(b.remove_calls, calls + 1);
   }
   EXPECT_EQ(tc.misses, refills);
@@ -207,14 +213,14 @@ TEST_P(ThreadCachePerClass, PushingPastTheLimitGivesBackOneBatch) {
   }
   for (uint32_t i = 0; i < max; ++i) Push(tc, cls, objs[i], b);
   EXPECT_EQ(b.insert_calls, 0u);
-  EXPECT_EQ(tc.lists[cls].count, max);
+  EXPECT_EQ(tc.lists[cls].length(), max);
   Push(tc, cls, objs[max], b);
   EXPECT_EQ(b.insert_calls, 1u);
   EXPECT_EQ(b.last_insert_n, int(std::min(batch, max + 1)));
-  EXPECT_EQ(tc.lists[cls].count, max + 1 - uint32_t(b.last_insert_n));
+  EXPECT_EQ(tc.lists[cls].length(), max + 1 - uint32_t(b.last_insert_n));
   EXPECT_TRUE(ListOk(tc, cls));
   EXPECT_EQ(tc.flushes, 1u);
-  EXPECT_EQ(b.OutOf(cls), tc.lists[cls].count);
+  EXPECT_EQ(b.OutOf(cls), tc.lists[cls].length());
   tc.FlushAll(b);
   EXPECT_EQ(b.out.size(), 0u);
   EXPECT_EQ(b.errors, 0u);
@@ -247,11 +253,11 @@ TEST(ThreadCache, FlushAllReturnsEveryCachedObject) {
   }
   for (size_t c = 1; c < kNumClasses; ++c) ASSERT_TRUE(ListOk(tc, c));
   size_t cached = 0;
-  for (size_t c = 1; c < kNumClasses; ++c) cached += tc.lists[c].count;
+  for (size_t c = 1; c < kNumClasses; ++c) cached += tc.lists[c].length();
   EXPECT_EQ(b.out.size(), held.size() + cached) << "out = held by the test + cached";
   tc.FlushAll(b);
   for (size_t c = 1; c < kNumClasses; ++c) {
-    EXPECT_EQ(tc.lists[c].count, 0u);
+    EXPECT_EQ(tc.lists[c].length(), 0u);
     EXPECT_EQ(tc.lists[c].head, nullptr);
   }
   EXPECT_EQ(tc.CachedBytes(), 0u);
@@ -275,7 +281,7 @@ TEST(ThreadCache, StatsCountHitsAndMisses) {
   EXPECT_EQ(st.hits + st.misses, 100u);
   EXPECT_EQ(tc.lists[cls].requested, 100u * Info(cls).size);
   for (void* p : held) Push(tc, cls, p, b);
-  EXPECT_EQ(tc.Stats().cached_bytes, size_t(tc.lists[cls].count) * Info(cls).size);
+  EXPECT_EQ(tc.Stats().cached_bytes, size_t(tc.lists[cls].length()) * Info(cls).size);
   tc.FlushAll(b);
 }
 
@@ -285,7 +291,7 @@ TEST(ThreadCache, BackendOutOfMemoryLeavesTheCacheUnchanged) {
   tc.Activate(kHuge);
   b.fail = true;
   EXPECT_EQ(Pop(tc, 3, b), nullptr);
-  EXPECT_EQ(tc.lists[3].count, 0u);
+  EXPECT_EQ(tc.lists[3].length(), 0u);
   EXPECT_EQ(tc.lists[3].allocs, 0u);
   EXPECT_EQ(tc.lists[3].max, Info(3).batch);
   EXPECT_EQ(tc.misses, 0u);
@@ -306,10 +312,10 @@ TEST(ThreadCache, ReleaseMovesTheFirstObjectsOfAList) {
   for (int i = 0; i < 10; ++i) objs.push_back(Pop(tc, cls, b));
   tc.FlushAll(b);  // the rest of the refilled batch
   for (void* p : objs) Push(tc, cls, p, b);
-  ASSERT_EQ(tc.lists[cls].count, 10u);
+  ASSERT_EQ(tc.lists[cls].length(), 10u);
   tc.Release(cls, 4, b);
   EXPECT_EQ(b.last_insert_n, 4);
-  EXPECT_EQ(tc.lists[cls].count, 6u);
+  EXPECT_EQ(tc.lists[cls].length(), 6u);
   EXPECT_TRUE(ListOk(tc, cls));
   // The list is LIFO: the four pushed last went back.
   for (int i = 6; i < 10; ++i) EXPECT_EQ(b.out.count(objs[size_t(i)]), 0u) << i;
@@ -333,7 +339,7 @@ TEST(ThreadCacheBudget, ScavengeHalvesEveryListWhenOverBudget) {
     for (void* p : objs) Push(tc, c, p, b);
   }
   for (size_t c = 1; c < kNumClasses; ++c) {
-    counts[c] = tc.lists[c].count;
+    counts[c] = tc.lists[c].length();
     maxes[c] = tc.lists[c].max;
   }
   const size_t before = tc.CachedBytes();
@@ -344,7 +350,7 @@ TEST(ThreadCacheBudget, ScavengeHalvesEveryListWhenOverBudget) {
   tc.budget = before - 1;
   tc.MaybeScavenge(b);
   for (size_t c = 1; c < kNumClasses; ++c) {
-    EXPECT_EQ(tc.lists[c].count, counts[c] / 2) << c;
+    EXPECT_EQ(tc.lists[c].length(), counts[c] / 2) << c;
     EXPECT_EQ(tc.lists[c].max, std::max<uint32_t>(maxes[c] / 2, Info(c).batch)) << c;
     EXPECT_TRUE(ListOk(tc, c));
   }
