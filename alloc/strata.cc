@@ -193,11 +193,22 @@ void ThreadExit(void* arg) {
   g_dead.Add(*tc);
 }
 
-STRATA_NOINLINE void* AllocDirect(size_t cls, size_t size) {
-  if (!EnsureInit()) return BootAlloc(Info(cls).size, kMinAlign);
+bool ReclaimAddressSpace();
+
+// One object of class cls from the central list, retried once after
+// reclaiming address space; nullptr when out of memory.
+void* TakeOne(size_t cls) {
   void* head;
   void* tail;
-  if (g_heap.central[cls].RemoveRange(&head, &tail, 1) == 0) return nullptr;
+  if (g_heap.central[cls].RemoveRange(&head, &tail, 1) == 1) return head;
+  if (ReclaimAddressSpace() && g_heap.central[cls].RemoveRange(&head, &tail, 1) == 1) return head;
+  return nullptr;
+}
+
+STRATA_NOINLINE void* AllocDirect(size_t cls, size_t size) {
+  if (!EnsureInit()) return BootAlloc(Info(cls).size, kMinAlign);
+  void* head = TakeOne(cls);
+  if (head == nullptr) return nullptr;
   g_direct_allocs[cls].fetch_add(1, std::memory_order_relaxed);
   g_direct_requested[cls].fetch_add(size, std::memory_order_relaxed);
   return head;
@@ -228,15 +239,21 @@ void CheckLiveSmall(const char* op, void* p, size_t cls) {
   }
 }
 
+// The marker a freed object carries: it names the object, its class and
+// its span's generation, so that fill left on recycled pages by an earlier
+// life of the same pages (or by another class or place) does not count;
+// such pages may also have been returned to the OS in part and come back
+// zeroed.
+uint64_t FreedMarker(void* p, size_t cls) {
+  return kFreedMarker ^ uintptr_t(p) ^ cls ^ (uint64_t(g_heap.map.SpanOf(uintptr_t(p))->generation) << 32);
+}
+
 STRATA_NOINLINE void* MallocChecked(size_t cls, size_t size) {
-  void* head;
-  void* tail;
-  if (g_heap.central[cls].RemoveRange(&head, &tail, 1) == 0) return nullptr;
+  void* head = TakeOne(cls);
+  if (head == nullptr) return nullptr;
   uint64_t* w = static_cast<uint64_t*>(head);
   size_t bytes = Info(cls).size;
-  // The marker names the object and its class: fill left on recycled pages
-  // by a freed object of another class (or place) does not count.
-  if (bytes >= 16 && w[1] == (kFreedMarker ^ uintptr_t(head) ^ cls)) {
+  if (bytes >= 16 && w[1] == FreedMarker(head, cls)) {
     const unsigned char* b = static_cast<const unsigned char*>(head);
     for (size_t i = 16; i < bytes; ++i) {
       if (b[i] != kFreedByte) {
@@ -253,7 +270,7 @@ STRATA_NOINLINE void FreeChecked(void* p, size_t cls) {
   CheckLiveSmall("free", p, cls);
   size_t bytes = Info(cls).size;
   if (bytes >= 16) {
-    static_cast<uint64_t*>(p)[1] = kFreedMarker ^ uintptr_t(p) ^ cls;
+    static_cast<uint64_t*>(p)[1] = FreedMarker(p, cls);
     memset(static_cast<char*>(p) + 16, kFreedByte, bytes - 16);
   }
   g_heap.central[cls].InsertRange(p, 1);
@@ -309,6 +326,7 @@ void* AllocPageObject(size_t bytes) {
   if (!EnsureInit()) return BootAlloc(bytes, kPageSize);
   Order order = OrderFor(Pages{AlignUp(bytes, kPageSize) >> kPageShift});
   Span* s = g_heap.pages.Alloc(order, SpanState::kPageObject, 0);
+  if (STRATA_UNLIKELY(s == nullptr) && ReclaimAddressSpace()) s = g_heap.pages.Alloc(order, SpanState::kPageObject, 0);
   if (s == nullptr) return nullptr;
   s->bytes = order.bytes();
   g_page_objects.fetch_add(1, std::memory_order_relaxed);

@@ -34,6 +34,7 @@ struct Span {
   uint64_t free_since_ms = 0; // kFree: when it became free (decay)
   uint32_t used = 0;          // kSmall: objects out of the span
   uint32_t clean_pages = 0;   // kFree: pages known not resident
+  uint32_t generation = 0;    // kSmall: numbers the spans of a class (checking mode's free marker)
   uint8_t order = 0;
   SpanState state = SpanState::kNone;
   uint8_t cls = 0;

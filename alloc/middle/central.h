@@ -284,8 +284,8 @@ class CentralList {
     if (s == nullptr) return nullptr;
     s->bump = s->start;
     s->on_list = 0;
+    s->generation = uint32_t(++span_allocs_);
     ++spans_;
-    ++span_allocs_;
     return s;
   }
 
