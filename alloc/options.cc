@@ -121,8 +121,24 @@ const char* FindEnv(const char* name) {
   return nullptr;
 }
 
+// Accepted option texts are copied here: the environment's strings may be
+// overwritten by the program (redis-server rewrites its argv and environ
+// area for its process title), and the report prints them at exit.
+static char g_option_text[8192];
+static size_t g_option_text_used;
+
+static const char* KeepText(const char* text) {
+  size_t n = __builtin_strlen(text) + 1;
+  if (n > sizeof g_option_text - g_option_text_used) return nullptr;
+  char* copy = g_option_text + g_option_text_used;
+  __builtin_memcpy(copy, text, n);
+  g_option_text_used += n;
+  return copy;
+}
+
 void ReadOptions(Options* out) {
   size_t i = 0;
+  g_option_text_used = 0;
 #define STRATA_OPTION_READ(NAME, field, KIND_, DEF_, CHOICES_, HELP_)                          \
   {                                                                                         \
     const OptionInfo& o = kTable[i++];                                                      \
@@ -131,9 +147,10 @@ void ReadOptions(Options* out) {
     out->field = v;                                                                         \
     out->field##_text = o.default_text;                                                     \
     if (const char* text = FindEnv("STRATA_" #NAME)) {                                      \
-      if (ParseValue(o, text, &v)) {                                                        \
+      const char* kept = KeepText(text);                                                    \
+      if (kept != nullptr && ParseValue(o, kept, &v)) {                                     \
         out->field = v;                                                                     \
-        out->field##_text = text;                                                           \
+        out->field##_text = kept;                                                           \
       } else {                                                                              \
         Warnf("ignoring STRATA_" #NAME "=%s: expected %s; using the default %s", text,      \
               o.kind == OptKind::kInt    ? "an integer"                                     \

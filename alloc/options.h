@@ -52,8 +52,8 @@ struct Options {
 };
 
 // For kChoice options the int value is the index of the choice; for kBool
-// 0 or 1; for kString `field_text` points into the environment (or a
-// static copy) and the int is its length.
+// 0 or 1; for kString `field_text` points to a static copy of the value
+// (the environment may change under the program) and the int is its length.
 void ReadOptions(Options* out);
 
 struct OptionInfo {

@@ -282,6 +282,20 @@ TEST_F(OptionsTest, DecayMsParses) {
   EXPECT_EQ(o.decay_ms, 0);
 }
 
+// redis-server rewrites its environment strings in place (process title):
+// the option texts the report prints must not change with them.
+TEST_F(OptionsTest, StringValuesAreCopiedOutOfTheEnvironment) {
+  Options o;
+  ASSERT_EQ(setenv("STRATA_STATS_FILE", "/tmp/strata-%p.txt", 1), 0);
+  ReadOptions(&o);
+  char* env_text = getenv("STRATA_STATS_FILE");
+  ASSERT_NE(env_text, nullptr);
+  EXPECT_NE(o.stats_file_text, env_text);
+  memset(env_text, 'x', strlen(env_text));
+  EXPECT_STREQ(o.stats_file_text, "/tmp/strata-%p.txt");
+  unsetenv("STRATA_STATS_FILE");
+}
+
 TEST_F(OptionsTest, BadIntegerWarnsAndKeepsTheDefault) {
   for (const char* bad : {"abc", "", "12abc", "-", "1.5", " 5", "99999999999999999999"}) {
     Options o;

@@ -46,6 +46,15 @@ PEERS = {
     "tcmalloc": (LIBDIR + "/libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
 }
 ALL_ALLOCATORS = ["strata", "glibc", "mimalloc", "jemalloc", "tcmalloc"]
+# Variants: strata's library with options set in the environment of the
+# measured process (name -> {variable: value}). These are built in; more are
+# defined with --variant NAME=VAR=VALUE[,VAR=VALUE...]. A variant is measured
+# only when named in --allocators (those of --variant also when --allocators
+# is not given).
+BUILTIN_VARIANTS = {
+    # No purging at all: free pages are never returned to the OS.
+    "strata-nodecay": {"STRATA_DECAY_MS": "-1", "STRATA_BACKGROUND": "0"},
+}
 REAL_PROGRAMS = ["redis", "sqlite", "python", "g++"]
 QUICK_SKIPS_REAL = ["g++"]
 INSTR_SIZES = [16, 64, 256]
@@ -229,15 +238,53 @@ def run_child(argv, env, timeout, stdin_path=None, cwd=None, measured=True):
 
 
 def child_env(preload, extra=None):
+    """The runner's environment without anything that configures an
+    allocator (every STRATA_* variable among them: strata runs with its
+    defaults unless a variant sets options), plus the preload and extra."""
     env = dict(os.environ)
-    for k in ("LD_PRELOAD", "STRATA_STATS", "STRATA_STATS_FILE", "STRATA_STATS_INTERVAL_MS",
-              "MALLOC_CONF", "MIMALLOC_SHOW_STATS", "PYTHONMALLOC"):
+    for k in ("LD_PRELOAD", "MALLOC_CONF", "MIMALLOC_SHOW_STATS", "PYTHONMALLOC"):
         env.pop(k, None)
+    for k in [k for k in env if k.startswith("STRATA_")]:
+        del env[k]
     if preload:
         env["LD_PRELOAD"] = preload
     if extra:
         env.update(extra)
     return env
+
+
+def alloc_env(ctx, alloc, extra=None):
+    """The environment of a measured process under allocator `alloc`: its
+    preload, a variant's options, then extra."""
+    merged = dict(ctx.variant_env.get(alloc, {}))
+    merged.update(extra or {})
+    return child_env(ctx.preload[alloc], merged)
+
+
+def parse_variant(spec):
+    """'NAME=VAR=VALUE[,VAR=VALUE...]' -> (name, {var: value}); ValueError."""
+    name, sep, rest = spec.partition("=")
+    name = name.strip()
+    if not sep or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
+        raise ValueError("--variant %r: expected NAME=VAR=VALUE[,VAR=VALUE...], with a NAME of "
+                         "letters, digits, '_', '.', '+' and '-'" % spec)
+    env = {}
+    for item in rest.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        var, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
+            raise ValueError("--variant %r: %r is not VAR=VALUE" % (spec, item))
+        if var == "LD_PRELOAD":
+            raise ValueError("--variant %r: a variant is strata's library; it cannot set "
+                             "LD_PRELOAD" % spec)
+        env[var] = value
+    return name, env
+
+
+def env_text(env):
+    return " ".join("%s=%s" % kv for kv in env.items()) or "(no options)"
 
 
 # ------------------------------------------------------------- workloads ---
@@ -275,7 +322,7 @@ class ManifestJob(Job):
         return [self.binary] + self.args
 
     def run(self, alloc, ctx):
-        r = run_child(self.command(), child_env(ctx.preload[alloc]), ctx.timeout)
+        r = run_child(self.command(), alloc_env(ctx, alloc), ctx.timeout)
         r.values = parse_kv_line(r.stdout)
         if r.ok and self.metric not in r.values:
             r.ok = False
@@ -296,7 +343,7 @@ class PythonJob(Job):
         return ["/usr/bin/python3", os.path.join(HERE, "py_objects.py"), str(self.scale)]
 
     def run(self, alloc, ctx):
-        env = child_env(ctx.preload[alloc], {"PYTHONMALLOC": "malloc"})
+        env = alloc_env(ctx, alloc, {"PYTHONMALLOC": "malloc"})
         r = run_child(self.command(), env, ctx.timeout)
         r.values = parse_kv_line(r.stdout)
         # The metric is the whole process's wall time (start-up included).
@@ -322,7 +369,7 @@ class GxxJob(Job):
                       "-o", os.path.join(self.workdir, "compile_me.o")]
 
     def run(self, alloc, ctx):
-        r = run_child(self.command(), child_env(ctx.preload[alloc]), ctx.timeout)
+        r = run_child(self.command(), alloc_env(ctx, alloc), ctx.timeout)
         r.values = {"time_s": r.wall_s}
         return r
 
@@ -376,7 +423,7 @@ class SqliteJob(Job):
             f.write(SQL_TEMPLATE.format(rows=self.rows, visits=self.rows * 3, inserts=ins))
 
     def run(self, alloc, ctx):
-        r = run_child(["sqlite3", ":memory:"], child_env(ctx.preload[alloc]), ctx.timeout,
+        r = run_child(["sqlite3", ":memory:"], alloc_env(ctx, alloc), ctx.timeout,
                       stdin_path=self.sql)
         r.values = {"time_s": r.wall_s}
         if r.ok and "Error" in r.stderr:
@@ -434,18 +481,18 @@ class RedisJob(Job):
 
     def run(self, alloc, ctx):
         port = free_port()
-        preload = ctx.preload[alloc]
-        if preload is None and ctx.libc_path:
+        env = alloc_env(ctx, alloc)
+        if ctx.preload[alloc] is None and ctx.libc_path:
             # Debian's redis-server links libjemalloc.so.2 and gets malloc
             # from it; preloading libc.so.6 puts glibc's malloc first, so
             # that the "glibc" column measures glibc, not jemalloc.
-            preload = ctx.libc_path
+            env["LD_PRELOAD"] = ctx.libc_path
         argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--daemonize", "no",
                 "--protected-mode", "yes", "--loglevel", "warning",
                 "--dir", ctx.workdir]
         try:
-            server = Child(argv, child_env(preload))
+            server = Child(argv, env)
         except OSError as e:
             r = Run()
             r.error = "could not start redis-server: %s" % e
@@ -602,7 +649,7 @@ def dpkg_version(pkg):
     return sh(["dpkg-query", "-W", "-f=${Version}", pkg]) or None
 
 
-def machine_info(root, allocators, strata_lib):
+def machine_info(root, allocators, strata_lib, variants=None):
     cpu = ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -619,9 +666,13 @@ def machine_info(root, allocators, strata_lib):
     except (OSError, ValueError, IndexError):
         pass
     versions = {}
+    strata_version = None
     for a in allocators:
-        if a == "strata":
-            versions[a] = "git " + (sh(["git", "-C", root, "describe", "--always", "--dirty"]) or "?")
+        if a == "strata" or a in (variants or {}):
+            if strata_version is None:
+                strata_version = "git " + (sh(["git", "-C", root, "describe", "--always",
+                                               "--dirty"]) or "?")
+            versions[a] = strata_version
         else:
             versions[a] = dpkg_version(PEERS[a][1])
     return {
@@ -662,11 +713,17 @@ def same_file(a, b):
         return False
 
 
-def check_preload(loop, alloc, preload, libc_path):
-    """Run malloc_loop with 0 pairs under the preload; return (ok, message)."""
-    r = run_child([loop, "16", "0"], child_env(preload), 30)
+def check_preload(loop, alloc, preload, libc_path, env=None):
+    """Run malloc_loop with 0 pairs under the preload (and a variant's
+    options, env); return (ok, message)."""
+    r = run_child([loop, "16", "0"], child_env(preload, env), 30)
     if not r.ok:
         return False, "the check program failed under it: %s %s" % (r.error, tail(r.stderr, 2, 300))
+    if env and "ignoring STRATA_" in r.stderr:
+        # strata warns about an option value it cannot parse and uses the
+        # default: the variant would measure something else than asked.
+        bad = [l for l in r.stderr.splitlines() if "ignoring STRATA_" in l]
+        return False, "strata rejected its options: " + "; ".join(bad)[:300]
     vals = parse_kv_line(r.stdout.splitlines()[0] if r.stdout else "")
     got = vals.get("malloc_lib", "?")
     want = preload or libc_path
@@ -677,10 +734,10 @@ def check_preload(loop, alloc, preload, libc_path):
 
 # ----------------------------------------------------------- instructions ---
 
-def callgrind_ir(loop, preload, size, n, workdir, tag):
+def callgrind_ir(loop, preload, env, size, n, workdir, tag):
     out = os.path.join(workdir, "callgrind.%s.%d.%d.out" % (tag, size, n))
     r = run_child(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
-                   loop, str(size), str(n)], child_env(preload), 300, measured=False)
+                   loop, str(size), str(n)], child_env(preload, env), 300, measured=False)
     if not r.ok:
         raise RuntimeError("valgrind failed: %s %s" % (r.error, tail(r.stderr, 3, 400)))
     first = parse_kv_line(r.stdout.splitlines()[0] if r.stdout else "")
@@ -704,7 +761,7 @@ def callgrind_ir(loop, preload, size, n, workdir, tag):
     return total, main_ir, first.get("malloc_lib")
 
 
-def measure_instructions(loop, allocators, preload, libc_path, workdir):
+def measure_instructions(loop, allocators, preload, variant_env, libc_path, workdir):
     results = {}
     for a in allocators:
         want = preload[a] or libc_path
@@ -712,10 +769,12 @@ def measure_instructions(loop, allocators, preload, libc_path, workdir):
         try:
             for size in INSTR_SIZES:
                 log("bench: instructions: %s, %d-byte malloc+free" % (a, size))
-                t1, m1, lib = callgrind_ir(loop, preload[a], size, INSTR_N, workdir, a)
+                t1, m1, lib = callgrind_ir(loop, preload[a], variant_env.get(a), size, INSTR_N,
+                                           workdir, a)
                 if not (want and same_file(lib or "?", want)):
                     raise RuntimeError("under valgrind, malloc resolves to %s, not %s" % (lib, want))
-                t2, m2, _ = callgrind_ir(loop, preload[a], size, 2 * INSTR_N, workdir, a)
+                t2, m2, _ = callgrind_ir(loop, preload[a], variant_env.get(a), size,
+                                         2 * INSTR_N, workdir, a)
                 per_pair = (t2 - t1) / INSTR_N
                 loop_part = (m2 - m1) / INSTR_N if m1 is not None and m2 is not None else None
                 res["sizes"][str(size)] = {
@@ -988,6 +1047,20 @@ def phase_jobs(jobs, summary, allocators):
 
 COLORS = {"strata": "#d62728", "glibc": "#7f7f7f", "mimalloc": "#1f77b4",
           "jemalloc": "#2ca02c", "tcmalloc": "#ff7f0e"}
+# For the variants (and anything else without a colour), in order.
+EXTRA_COLORS = ["#9467bd", "#e377c2", "#8c564b", "#bcbd22", "#17becf", "#ff9896",
+                "#393b79", "#c49c94"]
+
+
+def alloc_colors(allocators):
+    out, k = {}, 0
+    for a in allocators:
+        if a in COLORS:
+            out[a] = COLORS[a]
+        else:
+            out[a] = EXTRA_COLORS[k % len(EXTRA_COLORS)]
+            k += 1
+    return out
 
 
 def draw_charts(outdir, jobs, allocators, summary, chart, title_suffix):
@@ -1000,6 +1073,16 @@ def draw_charts(outdir, jobs, allocators, summary, chart, title_suffix):
         return []
     plt.rcParams.update({"font.size": 11, "svg.fonttype": "none"})
     written = []
+    colors = alloc_colors(allocators)
+
+    def legend_layout(fig_width_in):
+        # The legend sits between the title and the axes: as many columns as
+        # the figure's width holds (an entry is about 0.55 in of marker and
+        # gap plus 0.085 in per character), and room above the axes for its rows.
+        chars = max(len(a) for a in allocators)
+        ncol = max(1, min(len(allocators), int((fig_width_in - 0.4) / (0.55 + 0.085 * chars))))
+        rows = -(-len(allocators) // ncol)
+        return ncol, 34 + 18 * (rows - 1)
 
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
@@ -1017,7 +1100,7 @@ def draw_charts(outdir, jobs, allocators, summary, chart, title_suffix):
 
     def legend(fig, ax):
         handles, labels = ax.get_legend_handles_labels()
-        fig.legend(handles, labels, ncol=len(labels), loc="upper center",
+        fig.legend(handles, labels, ncol=legend_layout(fig.get_figwidth())[0], loc="upper center",
                    bbox_to_anchor=(0.5, 0.935), frameon=False)
 
     def grouped(data, fname, ylabel, title):
@@ -1026,6 +1109,7 @@ def draw_charts(outdir, jobs, allocators, summary, chart, title_suffix):
             return
         width = 0.8 / len(allocators)
         fig, ax = plt.subplots(figsize=(min(14, max(7, 0.75 * len(names) + 2.5)), 5.6))
+        title_pad = legend_layout(fig.get_figwidth())[1]
         top = 1.0
         for i, a in enumerate(allocators):
             xs, ys = [], []
@@ -1035,7 +1119,7 @@ def draw_charts(outdir, jobs, allocators, summary, chart, title_suffix):
                     xs.append(k - 0.4 + width * (i + 0.5))
                     ys.append(v)
                     top = max(top, v)
-            ax.bar(xs, ys, width * 0.92, label=a, color=COLORS.get(a), zorder=3)
+            ax.bar(xs, ys, width * 0.92, label=a, color=colors[a], zorder=3)
         ax.axhline(1.0, color="black", linewidth=0.8, zorder=4)
         ratio_axis(ax, top)
         ax.set_xlim(-0.6, len(names) - 0.4)
@@ -1043,7 +1127,7 @@ def draw_charts(outdir, jobs, allocators, summary, chart, title_suffix):
         ax.set_xticklabels(names, rotation=35 if len(names) > 5 else 0,
                            ha="right" if len(names) > 5 else "center")
         ax.set_ylabel(ylabel)
-        ax.set_title(title + title_suffix, pad=34)
+        ax.set_title(title + title_suffix, pad=title_pad)
         ax.grid(axis="y", linestyle=":", zorder=0)
         legend(fig, ax)
         fig.tight_layout()
@@ -1059,6 +1143,7 @@ def draw_charts(outdir, jobs, allocators, summary, chart, title_suffix):
     pj = phase_jobs(jobs, summary, allocators)
     if pj:
         fig, axes = plt.subplots(1, len(pj), figsize=(max(9, 6 * len(pj)), 5.4), squeeze=False)
+        title_pad = legend_layout(fig.get_figwidth())[1]
         for ax, (job, kb) in zip(axes[0], pj):
             # In the order the workload reports them, its primary metric
             # (e.g. the peak) last.
@@ -1071,12 +1156,12 @@ def draw_charts(outdir, jobs, allocators, summary, chart, title_suffix):
                     if m:
                         xs.append(k - 0.4 + width * (i + 0.5))
                         ys.append(m["median"] / 1024.0)
-                ax.bar(xs, ys, width * 0.95, label=a, color=COLORS.get(a), zorder=3)
+                ax.bar(xs, ys, width * 0.95, label=a, color=colors[a], zorder=3)
             ax.set_xticks(range(len(phases)))
             ax.set_xticklabels([re.sub(r"^rss_|_kb$", "", p).replace("_", " ") for p in phases],
                                rotation=25, ha="right")
             ax.set_ylabel("RSS, MiB (median; lower is better)")
-            ax.set_title("%s: RSS by phase%s" % (job.name, title_suffix), pad=34)
+            ax.set_title("%s: RSS by phase%s" % (job.name, title_suffix), pad=title_pad)
             ax.grid(axis="y", linestyle=":", zorder=0)
         legend(fig, axes[0][0])
         fig.tight_layout()
@@ -1098,8 +1183,15 @@ def write_markdown(path, info, config, jobs, allocators, summary, sections, inst
         ("%.0f" % (info["mem_total_kb"] / 1048576.0)) if info["mem_total_kb"] else "?",
         info["kernel"], info["os"]))
     L.append("- compiler: %s" % info["gcc"])
+    variants = config.get("variants") or {}
     L.append("- allocators: " + ", ".join(
-        "%s %s" % (a, info["allocator_versions"].get(a) or "?") for a in allocators))
+        "%s %s" % (a, info["allocator_versions"].get(a) or "?") for a in allocators
+        if a not in variants))
+    measured = [a for a in allocators if a in variants]
+    if measured:
+        L.append("- variants (strata's library with options in the environment of the "
+                 "measured process): " + "; ".join(
+                     "%s = strata with %s" % (a, env_text(variants[a]["env"])) for a in measured))
     L.append("- %d repetitions per (workload, allocator), interleaved (the allocator order "
              "rotates each repetition); medians; %s mode; load average at start %.2f" % (
                  config["reps"], "quick" if config["quick"] else "full",
@@ -1195,6 +1287,11 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out")
     p.add_argument("--allocators")
+    p.add_argument("--variant", action="append", default=[],
+                   metavar="NAME=VAR=VALUE[,VAR=VALUE...]",
+                   help="define a strata variant: strata's library with these environment "
+                   "variables (repeatable); built in: " + ", ".join(
+                       "%s (%s)" % (n, env_text(e)) for n, e in BUILTIN_VARIANTS.items()))
     p.add_argument("--reps", type=int)
     p.add_argument("--workloads")
     p.add_argument("--instructions", action="store_true")
@@ -1220,16 +1317,38 @@ def main(argv=None):
     outdir = args.out or os.path.join(root, "build", "bench-results",
                                       datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     outdir = os.path.abspath(outdir)
+
+    variants = {n: dict(e) for n, e in BUILTIN_VARIANTS.items()}
+    defined = []
+    for spec in args.variant:
+        try:
+            name, env = parse_variant(spec)
+        except ValueError as e:
+            p.error(str(e))
+        if name in ALL_ALLOCATORS or name in BUILTIN_VARIANTS or name in defined:
+            p.error("--variant %r: the name %s is already taken" % (spec, name))
+        variants[name] = env
+        defined.append(name)
+    known = ALL_ALLOCATORS + list(variants)
+    allocators = split_list(args.allocators) or (list(ALL_ALLOCATORS) + defined)
+    for a in allocators:
+        if a not in known:
+            p.error("unknown allocator %r (known: %s)" % (a, ", ".join(known)))
+    allocators = list(dict.fromkeys(allocators))
+    for name in defined:
+        if name not in allocators:
+            log("bench: variant %s is defined but not in --allocators: not measured" % name)
+    variant_env = {a: variants[a] for a in allocators if a in variants}
+    for a, env in variant_env.items():
+        log("bench: variant %s = strata with %s" % (a, env_text(env)))
+    inherited = sorted(k for k in os.environ if k.startswith("STRATA_") and k != "STRATA_PYTHON")
+    if inherited:
+        log("bench: not passed to the measured programs: %s (strata runs with its defaults; "
+            "use --variant to measure it with options)" % ", ".join(inherited))
+    wanted = split_list(args.workloads)
     os.makedirs(outdir, exist_ok=True)
     workdir = os.path.join(outdir, "work")
     os.makedirs(workdir, exist_ok=True)
-
-    allocators = split_list(args.allocators) or list(ALL_ALLOCATORS)
-    for a in allocators:
-        if a not in ALL_ALLOCATORS:
-            p.error("unknown allocator %r (known: %s)" % (a, ", ".join(ALL_ALLOCATORS)))
-    allocators = list(dict.fromkeys(allocators))
-    wanted = split_list(args.workloads)
 
     skipped = []
     # Allocators: the preload paths, and drop those not installed.
@@ -1237,9 +1356,10 @@ def main(argv=None):
         os.path.join(root, "build", "release", "libstrata.so")
     preload = {}
     for a in list(allocators):
-        path = strata_lib if a == "strata" else PEERS[a][0]
+        is_strata = a == "strata" or a in variant_env
+        path = strata_lib if is_strata else PEERS[a][0]
         if path and not os.path.exists(path):
-            msg = "%s (%s not found%s)" % (a, path, "" if a == "strata" else
+            msg = "%s (%s not found%s)" % (a, path, "" if is_strata else
                                            "; install the Debian package " + PEERS[a][1])
             log("bench: skipping allocator " + msg)
             skipped.append("allocator " + msg)
@@ -1266,9 +1386,9 @@ def main(argv=None):
     loop = build_c(workdir, "malloc_loop", ["-O2", "-g", "-fno-builtin"])
     if loop:
         for a in list(allocators):
-            ok, msg = check_preload(loop, a, preload[a], libc_path)
+            ok, msg = check_preload(loop, a, preload[a], libc_path, variant_env.get(a))
             if ok:
-                log("bench: %-8s malloc from %s" % (a, msg))
+                log("bench: %-14s malloc from %s" % (a, msg))
             else:
                 log("bench: skipping allocator %s: %s" % (a, msg))
                 skipped.append("allocator %s (%s)" % (a, msg))
@@ -1336,12 +1456,16 @@ def main(argv=None):
         pass
     ctx = Ctx()
     ctx.preload = preload
+    ctx.variant_env = variant_env
     ctx.timeout = timeout
     ctx.workdir = workdir
     ctx.libc_path = libc_path
 
-    info = machine_info(root, allocators, preload.get("strata"))
+    info = machine_info(root, allocators, next(
+        (preload[a] for a in allocators if a == "strata" or a in variant_env), None), variant_env)
     config = {"quick": quick, "reps": reps, "timeout_s": timeout, "allocators": allocators,
+              "variants": {a: {"base": "strata", "env": e} for a, e in variant_env.items()
+                           if a in allocators},
               "workloads": [j.name for j in jobs], "manifest": manifest, "bin_dir": bindir,
               "instructions": args.instructions, "real": not args.no_real}
     log("bench: %d workloads x %d allocators x %d reps = %d runs -> %s" % (
@@ -1376,7 +1500,7 @@ def main(argv=None):
                         ds = durations.get(n)
                         remaining += k * (sum(ds) / len(ds) if ds else mean_all)
                     eta = remaining
-                log("bench: [%d/%d] rep %d/%d  %-14s %-9s %s" % (
+                log("bench: [%d/%d] rep %d/%d  %-14s %-14s %s" % (
                     done + 1, total, rep + 1, reps, job.name, a,
                     "(%d runs left, ETA %dm%02ds)" % (total - done, eta // 60, eta % 60)
                     if eta is not None else "(%d runs left)" % (total - done)))
@@ -1409,7 +1533,8 @@ def main(argv=None):
             log("bench: --instructions needs valgrind (Debian package valgrind)")
             skipped.append("instructions (valgrind not installed)")
         else:
-            instr = measure_instructions(loop, allocators, preload, libc_path, workdir)
+            instr = measure_instructions(loop, allocators, preload, variant_env, libc_path,
+                                         workdir)
 
     config["elapsed_s"] = time.perf_counter() - t_start
     summary = summarize(jobs, allocators, runs)
