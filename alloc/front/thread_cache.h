@@ -69,6 +69,12 @@ template <class Backend>
 class ThreadCache {
  public:
   static constexpr size_t kListCapBytes = 256 << 10;
+  // A thread that only frees (this many overflows without a refill) keeps
+  // at most kFreeOnlyBudget bytes: objects it would cache are scattered
+  // over many spans and would pin them if the thread then goes idle, where
+  // nothing can reach its cache. The first refill restores the budget.
+  static constexpr uint32_t kFreeOnlyOverflows = 32;
+  static constexpr size_t kFreeOnlyBudget = 256 << 10;
 
   // lists[0] (class 0: "not a small object") is never set up: its check
   // stays zero and fails, which is how the free fast path sends anything
@@ -76,6 +82,7 @@ class ThreadCache {
   FreeList lists[kNumClasses];
   CacheState state;
   uint32_t slow_events;
+  uint32_t overflows_since_refill;
   uint64_t misses;
   uint64_t flushes;
   size_t budget;
@@ -112,6 +119,7 @@ class ThreadCache {
     int n = backend.RemoveRange(cls, &head, &tail, int(c.batch));
     if (n == 0) return nullptr;
     ++misses;
+    overflows_since_refill = 0;
     l.head = *static_cast<void**>(head);
     l.room -= n - 1;
     ++l.allocs;
@@ -128,6 +136,7 @@ class ThreadCache {
     uint32_t n = Info(cls).batch;
     if (n > l.length()) n = l.length();
     Release(cls, n, backend);
+    if (overflows_since_refill < kFreeOnlyOverflows) ++overflows_since_refill;
     MaybeScavenge(backend);  // frees are what grow a cache: check each time
   }
 
@@ -151,9 +160,16 @@ class ThreadCache {
     return total;
   }
 
-  // Over budget: halve every list (and its limit) until under it.
+  // What the cache may hold now (see kFreeOnlyBudget).
+  size_t Limit() const {
+    if (overflows_since_refill >= kFreeOnlyOverflows && budget > kFreeOnlyBudget) return kFreeOnlyBudget;
+    return budget;
+  }
+
+  // Over the limit: halve every list (and its limit) until under it.
   void MaybeScavenge(Backend& backend) {
-    while (CachedBytes() > budget) {
+    const size_t limit = Limit();
+    while (CachedBytes() > limit) {
       for (size_t c = 1; c < kNumClasses; ++c) {
         FreeList& l = lists[c];
         Release(c, l.length() / 2 + (l.length() & 1), backend);

@@ -400,5 +400,36 @@ TEST(ThreadCacheBudget, CachedBytesStayNearTheBudget) {
   EXPECT_LT(bounded_final * 4, unbounded_final);
 }
 
+// A thread that allocates a lot and then frees it all (and may go idle,
+// where nothing can reach its cache) keeps little: after
+// kFreeOnlyOverflows overflows without a refill its limit drops to
+// kFreeOnlyBudget; the next refill restores the budget.
+TEST(ThreadCacheBudget, AThreadThatOnlyFreesKeepsLittle) {
+  FakeBackend b;
+  Cache tc{};
+  tc.Activate(kHuge);
+  std::vector<std::pair<size_t, void*>> objs;
+  size_t one_batch_each = 0;
+  for (size_t c = 1; c < kNumClasses; ++c) {
+    if (Info(c).size > 32 * 1024) continue;
+    one_batch_each += size_t(Info(c).batch) * Info(c).size;
+    const size_t n = 4 * size_t(Cache::MaxListLength(c));
+    for (size_t i = 0; i < n; ++i) objs.push_back({c, Pop(tc, c, b)});
+  }
+  EXPECT_EQ(tc.Limit(), kHuge) << "allocating: the full budget";
+  for (auto [c, p] : objs) Push(tc, c, p, b);
+  EXPECT_EQ(tc.Limit(), Cache::kFreeOnlyBudget);
+  EXPECT_LE(tc.CachedBytes(), Cache::kFreeOnlyBudget + one_batch_each)
+      << "lists shrink to about one batch each, under the free-only limit";
+  for (size_t c = 1; c < kNumClasses; ++c) EXPECT_TRUE(ListOk(tc, c));
+  // Allocating again: a refill restores the budget.
+  const size_t c = 4;
+  while (tc.lists[c].length() > 0) objs.push_back({c, Pop(tc, c, b)});
+  objs.push_back({c, Pop(tc, c, b)});
+  EXPECT_EQ(tc.Limit(), kHuge);
+  tc.FlushAll(b);
+  EXPECT_EQ(b.errors, 0u);
+}
+
 }  // namespace
 }  // namespace strata

@@ -1,0 +1,367 @@
+/* Giving memory back, seen from outside: run under LD_PRELOAD=libstrata.so
+ * (issue #8). One program, one mode per ctest entry (argv[1]):
+ *
+ *   small   128 MiB of small objects (64..4000 bytes, mixed) are touched,
+ *           freed, and the program goes idle: the background purger must
+ *           return at least 90% of what they added to the resident set.
+ *   large   the same with 16 large objects of 4 MiB (strata may cache the
+ *           mappings for reuse, and must unmap them after the decay time).
+ *   trim    STRATA_BACKGROUND=0 STRATA_DECAY_MS=-1: an idle program keeps
+ *           its free memory (1 s), then malloc_trim(0) returns 1 and gives
+ *           it back; again with strata_release() (found with dlsym).
+ *   fork    a big object set, three threads allocating, fork(): each child
+ *           frees its copy and its own background purger gives it back;
+ *           the parent then does the same. A hung child fails the test.
+ *   reuse   half of the objects are freed and purged while the other half
+ *           stays live (and must stay intact); calloc of the purged sizes
+ *           gives zeroes; after everything is purged, malloc'd memory takes
+ *           and keeps a pattern.
+ *
+ * What "resident" means, measured without allocating:
+ *   - the program's effective resident set: Rss - LazyFree from
+ *     /proc/self/smaps_rollup (a page-table walk, exact; LazyFree counts
+ *     pages given back with MADV_FREE, which stay in Rss until the kernel
+ *     reclaims them), and
+ *   - with STRATA_RELEASE=dontneed (the default), the resident pages of the
+ *     freed objects themselves, with mincore().
+ * Freed memory counts as returned when the effective Rss is down by 90% of
+ * what the objects added and (mincore) at most 10% of their pages are still
+ * resident. Memory is polled every 50 ms; the 20 s deadline is only a hang
+ * guard, and the time it took is printed.
+ *
+ * All bookkeeping (pointer arrays, page ranges) lives in mmap'd memory,
+ * touched before the baseline, so that it neither comes from the allocator
+ * under test nor moves the resident set while it is measured.
+ */
+#define _GNU_SOURCE
+#include "purge_common.h"
+
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+/* ---- 1 and 2: an idle program gets its memory back ---- */
+
+static int run_idle(const char *name, size_t small, size_t nlarge,
+                    size_t large) {
+  setup(name, VEC_PAGES);
+  require_background();
+  struct objset s;
+  set_init(&s, MAX_OBJECTS);
+  struct sample base, full, after;
+  take(&base, NULL);
+  set_alloc(&s, small, nlarge, large, 0x9e3779b97f4a7c15ull);
+  set_compute_pages(&s);
+  take(&full, &s);
+  long long added = full.rss - base.rss;
+  CHECK(set_verify(&s, "before free") == 0);
+  set_free(&s); /* in allocation order; purge_random_free.c: random */
+  wait_returned("idle after free", &full, added, &s, &after);
+  long th = proc_threads();
+  CHECKF(th == 2,
+         "expected the main thread and the background purger, "
+         "/proc/self/status says Threads: %ld",
+         th);
+  return shim_finish();
+}
+
+/* ---- 3: no purger; malloc_trim and strata_release ---- */
+
+static int run_trim(void) {
+  setup("purge_trim", VEC_PAGES);
+  CHECKF(env_ll("STRATA_DECAY_MS", 500) == -1 &&
+             env_ll("STRATA_BACKGROUND", 1) == 0,
+         "this mode needs STRATA_DECAY_MS=-1 STRATA_BACKGROUND=0");
+  size_t (*release)(void) =
+      (size_t(*)(void))(uintptr_t)dlsym(RTLD_DEFAULT, "strata_release");
+  CHECK(release != NULL);
+
+  for (int round = 0; round < 2; round++) {
+    const char *how = round == 0 ? "malloc_trim(0)" : "strata_release()";
+    struct objset s;
+    set_init(&s, MAX_OBJECTS);
+    struct sample base, full, idle, after;
+    take(&base, NULL);
+    set_alloc(&s, SMALL_BYTES, 4, 4 << 20, 0x1234567ull + (uint64_t)round);
+    set_compute_pages(&s);
+    take(&full, &s);
+    long long added = full.rss - base.rss;
+    set_free(&s);
+    sleep_ms(1000);
+    take(&idle, &s);
+    /* Nothing may have given memory back by itself. */
+    CHECKF(idle.rss >= full.rss - added / 10 &&
+               idle.pages * 10 >= full.pages * 9,
+           "%s round: without a purger, Rss went %lld -> %lld after 1 s idle "
+           "(objects added %lld), resident pages %zu -> %zu",
+           how, full.rss, idle.rss, added, full.pages, idle.pages);
+    long th = proc_threads();
+    CHECKF(th == 1, "STRATA_BACKGROUND=0, yet Threads: %ld", th);
+    size_t released = 0;
+    if (round == 0) {
+      int r = malloc_trim(0);
+      CHECKF(r == 1, "malloc_trim(0) returned %d", r);
+    } else if (release) {
+      released = release();
+      CHECKF(released >= (size_t)added * 9 / 10,
+             "strata_release() returned %zu, the objects added %lld", released,
+             added);
+    }
+    take(&after, &s);
+    long long back = full.rss - after.rss;
+    printf("%s: %s: %.1f MiB added, %.1f MiB still resident after 1 s idle, "
+           "%.1f MiB (%.1f%%) returned at once",
+           g_name, how, added / MIB, (idle.rss - base.rss) / MIB, back / MIB,
+           added > 0 ? 100.0 * (double)back / (double)added : 0.0);
+    if (round == 1)
+      printf(" (it says %.1f MiB)", (double)released / MIB);
+    printf("; resident pages %zu -> %zu\n", full.pages, after.pages);
+    fflush(stdout);
+    CHECKF(returned(&after, &full, added, &s),
+           "%s: Rss %lld -> %lld (objects added %lld), resident pages %zu -> "
+           "%zu",
+           how, full.rss, after.rss, added, full.pages, after.pages);
+  }
+  /* Everything is back already: nothing left to trim. */
+  int r = malloc_trim(0);
+  CHECKF(r == 0, "malloc_trim(0) with nothing left to give returned %d", r);
+  return shim_finish();
+}
+
+/* ---- 4: fork ---- */
+
+enum { WORKERS = 3, CHILDREN = 4, SLOTS = 128 };
+
+static atomic_int g_stop;
+static atomic_long g_worker_errors;
+
+static void *worker(void *arg) {
+  uint64_t rng = 0x51ed2701u + (uint64_t)(uintptr_t)arg * 7919u;
+  unsigned char *slot[SLOTS] = {0};
+  size_t len[SLOTS] = {0};
+  while (!atomic_load(&g_stop)) {
+    uint64_t r = shim_rand(&rng);
+    size_t i = (size_t)(r % SLOTS);
+    if (slot[i]) {
+      if (slot[i][0] != (unsigned char)i ||
+          slot[i][len[i] - 1] != (unsigned char)i)
+        atomic_fetch_add(&g_worker_errors, 1);
+      free(slot[i]);
+    }
+    size_t n = (r >> 32) % 64 == 0 ? (size_t)300 << 10
+                                   : 16 + (size_t)((r >> 16) % 8192);
+    slot[i] = malloc(n);
+    len[i] = n;
+    if (!slot[i]) {
+      atomic_fetch_add(&g_worker_errors, 1);
+      continue;
+    }
+    slot[i][0] = slot[i][n - 1] = (unsigned char)i;
+  }
+  for (size_t i = 0; i < SLOTS; i++)
+    free(slot[i]);
+  return NULL;
+}
+
+static void *child_thread(void *arg) {
+  (void)arg;
+  void *p[64];
+  for (int i = 0; i < 64; i++) {
+    p[i] = malloc((size_t)(i + 1) * 100);
+    if (p[i])
+      memset(p[i], i, (size_t)(i + 1) * 100);
+  }
+  for (int i = 0; i < 64; i++)
+    free(p[i]);
+  return (void *)1;
+}
+
+/* The child: its copy of the set is intact, it can allocate and start a
+ * thread, and after freeing the set its own purger gives the pages back. */
+static int child_main(struct objset *s, int k) {
+  alarm(60); /* a deadlocked allocator ends the child with SIGALRM */
+  char name[32];
+  snprintf(name, sizeof name, "purge_fork child %d", k);
+  g_name = name;
+  struct sample full, after;
+  take(&full, s);
+  long long added = (long long)full.pages * PAGE;
+  CHECK(set_verify(s, "child, after fork") == 0);
+  pthread_t t;
+  void *res = NULL;
+  CHECK(pthread_create(&t, NULL, child_thread, NULL) == 0 &&
+        pthread_join(t, &res) == 0 && res == (void *)1);
+  set_free(s);
+  wait_returned("idle after free", &full, added, s, &after);
+  long f = atomic_load(&shim_failed);
+  if (f)
+    fprintf(stderr, "%s: %ld checks failed\n", name, f);
+  return f == 0 ? 0 : 1;
+}
+
+static int run_fork(void) {
+  setup("purge_fork", VEC_PAGES);
+  require_background();
+  struct objset s;
+  set_init(&s, MAX_OBJECTS);
+  set_alloc(&s, 64 << 20, 4, 4 << 20, 0xf0f0f0f0ull);
+  set_compute_pages(&s);
+
+  pthread_t w[WORKERS];
+  for (long i = 0; i < WORKERS; i++)
+    if (pthread_create(&w[i], NULL, worker, (void *)i) != 0) {
+      fprintf(stderr, "purge_fork: pthread_create failed\n");
+      return 1;
+    }
+  sleep_ms(20); /* the workers are running */
+
+  /* The children start while the workers allocate, then run side by side
+   * (the workers stop once the last one is forked). */
+  pid_t pid[CHILDREN];
+  int forked = 0;
+  for (int k = 0; k < CHILDREN; k++) {
+    fflush(stdout);
+    fflush(stderr);
+    pid[k] = fork();
+    if (pid[k] < 0) {
+      CHECKF(0, "fork: %s", strerror(errno));
+      break;
+    }
+    if (pid[k] == 0) {
+      int rc = child_main(&s, k);
+      fflush(stdout);
+      fflush(stderr);
+      _exit(rc);
+    }
+    forked++;
+    sleep_ms(5);
+  }
+  atomic_store(&g_stop, 1);
+  for (int i = 0; i < WORKERS; i++)
+    pthread_join(w[i], NULL);
+  CHECK(atomic_load(&g_worker_errors) == 0);
+
+  uint64_t t0 = now_ms();
+  for (int k = 0; k < forked; k++) {
+    int st = 0;
+    pid_t got = 0;
+    while ((got = waitpid(pid[k], &st, WNOHANG)) == 0 && now_ms() - t0 < 90000)
+      sleep_ms(10);
+    if (got == 0) {
+      kill(pid[k], SIGKILL);
+      waitpid(pid[k], &st, 0);
+      CHECKF(0, "child %d hung: killed after 90 s", k);
+    } else {
+      CHECKF(got == pid[k] && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+             "child %d: %s %d", k,
+             WIFSIGNALED(st) ? "killed by signal" : "exit status",
+             WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+    }
+  }
+
+  /* The parent: same as the children. */
+  struct sample full, after;
+  take(&full, &s);
+  long long added = (long long)full.pages * PAGE;
+  CHECK(set_verify(&s, "parent, after the forks") == 0);
+  set_free(&s);
+  wait_returned("parent, idle after free", &full, added, &s, &after);
+  return shim_finish();
+}
+
+/* ---- 5: purged pages come back zeroed, live ones stay intact ---- */
+
+static int run_reuse(void) {
+  setup("purge_reuse", VEC_PAGES);
+  require_background();
+  struct objset a, b, a_only;
+  set_init(&a, MAX_OBJECTS);
+  set_init(&b, MAX_OBJECTS);
+  set_init(&a_only, 2 * MAX_OBJECTS);
+  set_alloc(&a, 64 << 20, 4, 4 << 20, 0xaaaa5555ull);
+  set_alloc(&b, 64 << 20, 4, 4 << 20, 0x5555aaaaull);
+  set_compute_pages(&a);
+  set_compute_pages(&b);
+  /* pages only a's objects use: those can go back while b lives */
+  a_only.n = a.n;
+  memcpy(a_only.p, a.p, a.n * sizeof *a.p);
+  memcpy(a_only.size, a.size, a.n * sizeof *a.size);
+  set_compute_pages(&a_only);
+  set_subtract_pages(&a_only, &b,
+                     raw_alloc((a.n + b.n) * sizeof(struct range)));
+
+  struct sample full, after;
+  take(&full, &a_only);
+  long long added = (long long)full.pages * PAGE;
+  set_free(&a);
+  wait_returned("half freed", &full, added, &a_only, &after);
+  CHECK(set_verify(&b, "live half, after the other half was purged") == 0);
+
+  /* calloc of the same sizes (same order): all zero, then writable. */
+  size_t nonzero = 0;
+  for (size_t i = 0; i < a.n; i++) {
+    unsigned char *p = calloc(1, a.size[i]);
+    if (!p)
+      fail_oom(a.size[i]);
+    for (size_t k = 0; k < a.size[i]; k++)
+      if (p[k] != 0) {
+        if (nonzero++ < 5)
+          fprintf(stderr, "purge_reuse: calloc(1, %zu) = %p: byte %zu is %u\n",
+                  a.size[i], (void *)p, k, p[k]);
+        break;
+      }
+    shim_fill(p, a.size[i], (unsigned)i);
+    a.p[i] = p;
+  }
+  CHECKF(nonzero == 0, "%zu of %zu calloc'd blocks were not zero", nonzero,
+         a.n);
+  /* The purger runs a few times with everything live: it must take
+   * nothing away. */
+  sleep_ms(env_ll("STRATA_DECAY_MS", 500) + 50);
+  CHECK(set_verify(&a, "calloc'd half, after idling") == 0);
+  CHECK(set_verify(&b, "live half, after idling") == 0);
+
+  /* Everything freed and purged, then malloc'd again: takes a pattern. */
+  struct objset all;
+  set_init(&all, 2 * MAX_OBJECTS);
+  memcpy(all.p, a.p, a.n * sizeof *a.p);
+  memcpy(all.size, a.size, a.n * sizeof *a.size);
+  memcpy(all.p + a.n, b.p, b.n * sizeof *b.p);
+  memcpy(all.size + a.n, b.size, b.n * sizeof *b.size);
+  all.n = a.n + b.n;
+  set_compute_pages(&all);
+  take(&full, &all);
+  added = (long long)full.pages * PAGE;
+  set_free(&all);
+  wait_returned("all freed", &full, added, &all, &after);
+  for (size_t i = 0; i < all.n; i++) {
+    all.p[i] = malloc(all.size[i]);
+    if (!all.p[i])
+      fail_oom(all.size[i]);
+    shim_fill(all.p[i], all.size[i], (unsigned)i);
+  }
+  sleep_ms(env_ll("STRATA_DECAY_MS", 500) + 50);
+  CHECK(set_verify(&all, "malloc'd again after the purge") == 0);
+  set_free(&all);
+  return shim_finish();
+}
+
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "";
+  if (strcmp(mode, "small") == 0)
+    return run_idle("purge_small", SMALL_BYTES, 0, 0);
+  if (strcmp(mode, "large") == 0)
+    return run_idle("purge_large", 0, 16, 4 << 20);
+  if (strcmp(mode, "trim") == 0)
+    return run_trim();
+  if (strcmp(mode, "fork") == 0)
+    return run_fork();
+  if (strcmp(mode, "reuse") == 0)
+    return run_reuse();
+  fprintf(stderr,
+          "usage: %s small|large|trim|fork|reuse (under "
+          "LD_PRELOAD=libstrata.so)\n",
+          argv[0]);
+  return 2;
+}
