@@ -23,7 +23,8 @@ enum class OptKind : uint8_t { kInt, kBool, kChoice, kString };
     "cannot grow).")                                                                          \
   X(DECAY_MS, decay_ms, kInt, "500", "",                                                     \
     "Free pages idle for longer than this many milliseconds are returned to the OS; -1 "      \
-    "never returns them, 0 returns them at once.")                                            \
+    "never returns them, 0 returns them at once (slow). The default was chosen by measurement " \
+    "(docs/benchmarks.md, \"Choosing the decay time\").")                                      \
   X(BACKGROUND, background, kBool, "1", "",                                                   \
     "Return idle free pages from a background thread (started when the program first frees "  \
     "memory), so a program that goes idle also gives its memory back.")                      \
