@@ -51,6 +51,15 @@ constexpr uintptr_t AlignUp(uintptr_t x, uintptr_t a) { return (x + a - 1) & ~(a
 constexpr uintptr_t AlignDown(uintptr_t x, uintptr_t a) { return x & ~(a - 1); }
 constexpr bool IsPow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
+// Decay (STRATA_DECAY_MS): at time `now_ms`, what was freed at or before
+// *cutoff_ms has been idle for decay_ms. False when nothing can be yet
+// (decay_ms < 0: never; or the clock has not reached decay_ms).
+constexpr bool DecayCutoff(int64_t decay_ms, uint64_t now_ms, uint64_t* cutoff_ms) {
+  if (decay_ms < 0 || now_ms < uint64_t(decay_ms)) return false;
+  *cutoff_ms = now_ms - uint64_t(decay_ms);
+  return true;
+}
+
 // Smallest order whose block holds at least `pages` pages.
 constexpr Order OrderFor(Pages pages) {
   unsigned k = 0;

@@ -121,24 +121,23 @@ const char* FindEnv(const char* name) {
   return nullptr;
 }
 
-// Accepted option texts are copied here: the environment's strings may be
-// overwritten by the program (redis-server rewrites its argv and environ
-// area for its process title), and the report prints them at exit.
-static char g_option_text[8192];
-static size_t g_option_text_used;
+// Option values are copied here, one slot per option: the environment's
+// strings may be overwritten by the program (redis-server rewrites its argv
+// and environ area for its process title), and the report prints them at
+// exit. A slot holds a path (PATH_MAX); only the slots used are touched.
+constexpr size_t kOptionTextMax = 4096;
+static char g_option_text[sizeof kTable / sizeof kTable[0]][kOptionTextMax];
 
-static const char* KeepText(const char* text) {
+// A copy of `text` in option i's slot; nullptr if it does not fit.
+static const char* KeepText(size_t i, const char* text) {
   size_t n = __builtin_strlen(text) + 1;
-  if (n > sizeof g_option_text - g_option_text_used) return nullptr;
-  char* copy = g_option_text + g_option_text_used;
-  __builtin_memcpy(copy, text, n);
-  g_option_text_used += n;
-  return copy;
+  if (n > kOptionTextMax) return nullptr;
+  __builtin_memcpy(g_option_text[i], text, n);
+  return g_option_text[i];
 }
 
 void ReadOptions(Options* out) {
   size_t i = 0;
-  g_option_text_used = 0;
 #define STRATA_OPTION_READ(NAME, field, KIND_, DEF_, CHOICES_, HELP_)                          \
   {                                                                                         \
     const OptionInfo& o = kTable[i++];                                                      \
@@ -147,8 +146,11 @@ void ReadOptions(Options* out) {
     out->field = v;                                                                         \
     out->field##_text = o.default_text;                                                     \
     if (const char* text = FindEnv("STRATA_" #NAME)) {                                      \
-      const char* kept = KeepText(text);                                                    \
-      if (kept != nullptr && ParseValue(o, kept, &v)) {                                     \
+      const char* kept = KeepText(i - 1, text);                                             \
+      if (kept == nullptr) {                                                                \
+        Warnf("ignoring STRATA_" #NAME ": its value is longer than %zu bytes; using the "   \
+              "default %s", kOptionTextMax - 1, o.default_text);                            \
+      } else if (ParseValue(o, kept, &v)) {                                                 \
         out->field = v;                                                                     \
         out->field##_text = kept;                                                           \
       } else {                                                                              \

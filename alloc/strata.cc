@@ -195,23 +195,32 @@ void ThreadExit(void* arg) {
 
 bool ReclaimAddressSpace();
 
-// One object of class cls from the central list, retried once after
-// reclaiming address space; nullptr when out of memory.
-void* TakeOne(size_t cls) {
-  void* head;
-  void* tail;
-  if (g_heap.central[cls].RemoveRange(&head, &tail, 1) == 1) return head;
-  if (ReclaimAddressSpace() && g_heap.central[cls].RemoveRange(&head, &tail, 1) == 1) return head;
-  return nullptr;
+// Every allocation path: `alloc()` (a pointer, nullptr when out of
+// memory), retried once after reclaiming address space.
+template <class F>
+STRATA_INLINE auto RetryAfterReclaim(F alloc) {
+  auto p = alloc();
+  if (STRATA_UNLIKELY(p == nullptr) && ReclaimAddressSpace()) p = alloc();
+  return p;
 }
 
-STRATA_NOINLINE void* AllocDirect(size_t cls, size_t size) {
-  if (!EnsureInit()) return BootAlloc(Info(cls).size, kMinAlign);
-  void* head = TakeOne(cls);
+// One object of class cls straight from the central list (no thread
+// cache), counted; nullptr when out of memory.
+void* TakeDirect(size_t cls, size_t size) {
+  void* head = RetryAfterReclaim([cls] {
+    void* h;
+    void* t;
+    return g_heap.central[cls].RemoveRange(&h, &t, 1) == 1 ? h : nullptr;
+  });
   if (head == nullptr) return nullptr;
   g_direct_allocs[cls].fetch_add(1, std::memory_order_relaxed);
   g_direct_requested[cls].fetch_add(size, std::memory_order_relaxed);
   return head;
+}
+
+STRATA_NOINLINE void* AllocDirect(size_t cls, size_t size) {
+  if (!EnsureInit()) return BootAlloc(Info(cls).size, kMinAlign);
+  return TakeDirect(cls, size);
 }
 
 // ---- checking mode (STRATA_CHECK=1) ----
@@ -225,6 +234,13 @@ constexpr unsigned char kFreedByte = 0xdf;
 std::atomic<uint64_t> g_checked_frees{0};
 
 [[noreturn]] STRATA_COLD void InvalidPointer(const char* op, const void* p);
+
+// The checks of the free fast path, for the other ways a small object is
+// given back (realloc, and frees the fast path could not take): fatal
+// unless p is an object's start and not the object freed last.
+void CheckFreeable(const char* op, void* p, size_t cls) {
+  if (!IsObjectStart(uintptr_t(p), cls) || p == t_cache.lists[cls].head) BadSmallFree(op, p, cls);
+}
 
 // Fatal unless p is a live object of class cls.
 void CheckLiveSmall(const char* op, void* p, size_t cls) {
@@ -249,7 +265,7 @@ uint64_t FreedMarker(void* p, size_t cls) {
 }
 
 STRATA_NOINLINE void* MallocChecked(size_t cls, size_t size) {
-  void* head = TakeOne(cls);
+  void* head = TakeDirect(cls, size);
   if (head == nullptr) return nullptr;
   uint64_t* w = static_cast<uint64_t*>(head);
   size_t bytes = Info(cls).size;
@@ -261,8 +277,6 @@ STRATA_NOINLINE void* MallocChecked(size_t cls, size_t size) {
       }
     }
   }
-  g_direct_allocs[cls].fetch_add(1, std::memory_order_relaxed);
-  g_direct_requested[cls].fetch_add(size, std::memory_order_relaxed);
   return head;
 }
 
@@ -280,10 +294,6 @@ STRATA_NOINLINE void FreeChecked(void* p, size_t cls) {
   }
 }
 
-// After an allocation failed: give address space held for reuse back to
-// the kernel (cached large mappings, whole free chunks, the free top of the
-// break), so that a retry
-// can succeed under an address-space limit. True if anything was freed.
 // Everything free goes back to the OS now: the calling thread's cache (its
 // objects may pin spans), empty spans, cached large mappings, free pages
 // (with STRATA_SOURCE=brk, a free top of the break too). Returns bytes.
@@ -295,6 +305,9 @@ size_t ReturnFreeMemory() {
   return released + g_heap.pages.ReleaseAll();
 }
 
+// After an allocation failed: all of the above, and the address space of
+// whole free chunks too (under an address-space limit released pages still
+// count), so that a retry can succeed. True if anything was freed.
 STRATA_COLD bool ReclaimAddressSpace() {
   size_t freed = ReturnFreeMemory();
   freed += g_heap.pages.UnmapFreeChunks();  // address space, not only pages
@@ -303,9 +316,7 @@ STRATA_COLD bool ReclaimAddressSpace() {
 
 // A large object, retried once after reclaiming address space.
 void* LargeAlloc(size_t size, size_t align, bool* fresh) {
-  void* p = g_heap.large.Alloc(size, align, fresh);
-  if (STRATA_UNLIKELY(p == nullptr) && ReclaimAddressSpace()) p = g_heap.large.Alloc(size, align, fresh);
-  return p;
+  return RetryAfterReclaim([=] { return g_heap.large.Alloc(size, align, fresh); });
 }
 
 [[noreturn]] STRATA_COLD void InvalidPointer(const char* op, const void* p) {
@@ -325,8 +336,7 @@ Span* WholeSpanOf(const void* p) {
 void* AllocPageObject(size_t bytes) {
   if (!EnsureInit()) return BootAlloc(bytes, kPageSize);
   Order order = OrderFor(Pages{AlignUp(bytes, kPageSize) >> kPageShift});
-  Span* s = g_heap.pages.Alloc(order, SpanState::kPageObject, 0);
-  if (STRATA_UNLIKELY(s == nullptr) && ReclaimAddressSpace()) s = g_heap.pages.Alloc(order, SpanState::kPageObject, 0);
+  Span* s = RetryAfterReclaim([order] { return g_heap.pages.Alloc(order, SpanState::kPageObject, 0); });
   if (s == nullptr) return nullptr;
   s->bytes = order.bytes();
   g_page_objects.fetch_add(1, std::memory_order_relaxed);
@@ -348,9 +358,7 @@ void* MallocSlow(size_t cls, size_t size) {
   }
   ThreadCacheT& tc = t_cache;
   if (STRATA_LIKELY(tc.state == CacheState::kActive)) {
-    void* p = tc.Refill(cls, size, g_heap);
-    if (STRATA_UNLIKELY(p == nullptr) && ReclaimAddressSpace()) p = tc.Refill(cls, size, g_heap);
-    return p;
+    return RetryAfterReclaim([&] { return tc.Refill(cls, size, g_heap); });
   }
   if (tc.state == CacheState::kUninit) {
     if (!EnsureInit()) return BootAlloc(Info(cls).size, kMinAlign);
@@ -372,7 +380,7 @@ void FreeUnchecked(void* p) {
   ThreadCacheT& tc = t_cache;
   // The fast path's checks, with the class's own check (the list's copy
   // may be unset).
-  if (!IsObjectStart(uintptr_t(p), cls) || p == tc.lists[cls].head) BadSmallFree("free", p, cls);
+  CheckFreeable("free", p, cls);
   if (STRATA_UNLIKELY(g_check)) return FreeChecked(p, cls);
   if (tc.state == CacheState::kUninit) {
     EnsureInit();
@@ -389,14 +397,13 @@ void FreeSlow(void* p) {
   Span* s = WholeSpanOf(p);
   if (s == nullptr) InvalidPointer("free", p);
   if (s->state == SpanState::kLarge) {
-    g_heap.large.Free(s, RealOs::NowMs());
-    MaybeStartBackground();  // the mapping may be cached: someone must purge it
+    g_heap.large.Free(s, RealOs::NowMs());  // may be cached: someone must purge it
   } else {
     g_page_object_frees.fetch_add(1, std::memory_order_relaxed);
     g_heap.peak.Add(-int64_t(s->bytes));
     g_heap.pages.Free(s);
-    MaybeStartBackground();
   }
+  MaybeStartBackground();
 }
 
 void* MallocLarge(size_t size) {
@@ -442,7 +449,7 @@ void* Realloc(void* p, size_t size) {
   size_t old_size;
   if (cls != 0) {
     // The same cheap checks as free(); checking mode looks deeper.
-    if (!IsObjectStart(uintptr_t(p), cls) || p == t_cache.lists[cls].head) BadSmallFree("realloc", p, cls);
+    CheckFreeable("realloc", p, cls);
     if (STRATA_UNLIKELY(g_check)) CheckLiveSmall("realloc", p, cls);
     old_size = Info(cls).size;
   } else if (InBoot(p)) {

@@ -89,9 +89,9 @@ template <class Slow = SlowPaths>
 STRATA_INLINE void* Malloc(size_t size) {
   size_t cls;
   if (STRATA_LIKELY(size <= kMaxSmallStep16)) {
-    cls = kSmallLookup[(size + 15) >> 4];
+    cls = ClassUpTo1K(size);
   } else if (STRATA_LIKELY(size <= kMaxSmall)) {
-    cls = kBigLookup[(size + 127) >> 7];
+    cls = ClassAbove1K(size);
   } else {
     return Slow::Large(size);
   }

@@ -128,15 +128,9 @@ class PageHeap {
     Chunk* prev = nullptr;
     for (Chunk* c = chunks_; c != nullptr;) {
       Chunk* next = c->next;
-      Span* s = map_->SpanOf(c->base);
-      if (!c->from_brk && s != nullptr && s->state == SpanState::kFree && s->start == c->base &&
-          s->order == kMaxOrder) {
-        free_[kMaxOrder].Remove(s);
-        map_->SetSpan(c->base, nullptr);
-        spans_.Delete(s);
-        (prev != nullptr ? prev->next : chunks_) = next;  // the Chunk record stays in the arena
-        --stats_.chunks;
-        stats_.mmap_bytes -= kChunkSize;
+      Span* s = c->from_brk ? nullptr : WholeFreeChunkLocked(c);
+      if (s != nullptr) {
+        DropChunkLocked(c, prev, s);
         os_->Unmap(reinterpret_cast<void*>(c->base), kChunkSize);
         total += kChunkSize;
       } else {
@@ -266,8 +260,27 @@ class PageHeap {
   size_t ReleaseIdleLocked(uint64_t now) {
     uint64_t period = decay_ms_ > 4 ? uint64_t(decay_ms_) / 4 : 1;
     next_decay_check_ms_ = now + period;
-    if (decay_ms_ < 0 || now < uint64_t(decay_ms_)) return 0;  // nothing is that old yet
-    return ReleaseWhere(now - uint64_t(decay_ms_));
+    uint64_t cutoff;
+    return DecayCutoff(decay_ms_, now, &cutoff) ? ReleaseWhere(cutoff) : 0;
+  }
+
+  // The free block that covers all of chunk c, or nullptr. Lock held.
+  Span* WholeFreeChunkLocked(const Chunk* c) const {
+    Span* s = map_->SpanOf(c->base);
+    if (s == nullptr || s->state != SpanState::kFree || s->start != c->base || s->order != kMaxOrder) return nullptr;
+    return s;
+  }
+
+  // Forgets chunk c (after `prev` on the chunk list; nullptr if first),
+  // whose whole free block is s, before it goes back to the kernel. Lock
+  // held.
+  void DropChunkLocked(Chunk* c, Chunk* prev, Span* s) {
+    free_[kMaxOrder].Remove(s);
+    map_->SetSpan(c->base, nullptr);
+    spans_.Delete(s);
+    (prev != nullptr ? prev->next : chunks_) = c->next;  // the Chunk record stays in the arena
+    --stats_.chunks;
+    (c->from_brk ? stats_.brk_bytes : stats_.mmap_bytes) -= kChunkSize;
   }
 
   // Gives the top of the break back to the kernel while it is a whole free
@@ -279,19 +292,11 @@ class PageHeap {
       Chunk* prev = nullptr;
       for (Chunk* c = chunks_; c != nullptr; prev = c, c = c->next) {
         if (!c->from_brk) continue;
-        Span* s = map_->SpanOf(c->base);
-        if (s == nullptr || s->state != SpanState::kFree || s->start != c->base || s->order != kMaxOrder ||
-            s->free_since_ms > cutoff) {
-          continue;
-        }
+        Span* s = WholeFreeChunkLocked(c);
+        if (s == nullptr || s->free_since_ms > cutoff) continue;
         if (!os_->ShrinkBreak(reinterpret_cast<void*>(c->base), kChunkSize)) continue;  // not the top
         released += size_t(kChunkSize) - (size_t(s->clean_pages) << kPageShift);
-        free_[kMaxOrder].Remove(s);
-        map_->SetSpan(c->base, nullptr);
-        spans_.Delete(s);
-        (prev != nullptr ? prev->next : chunks_) = c->next;  // the Chunk record stays in the arena
-        --stats_.chunks;
-        stats_.brk_bytes -= kChunkSize;
+        DropChunkLocked(c, prev, s);
         stats_.brk_returned_bytes += kChunkSize;
         again = true;  // the chunk below may now be the top
         break;

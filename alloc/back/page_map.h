@@ -57,19 +57,15 @@ class PageMap {
   // leaf (beyond user space, or no memory of ours in that GiB); index them
   // with LeafIndex(a). ClassOf in two halves, for the free fast path.
   STRATA_INLINE const uint8_t* LeafClasses(uintptr_t a) const {
-    uintptr_t root = a >> 30;
-    if (STRATA_UNLIKELY(root >= kRootSize)) return nullptr;  // beyond user space
-    const Leaf* leaf = root_[root].load(std::memory_order_acquire);
+    const Leaf* leaf = LeafOf(a);
     return leaf != nullptr ? leaf->cls : nullptr;
   }
   STRATA_INLINE static size_t LeafIndex(uintptr_t a) { return (a >> kPageShift) & (kLeafPages - 1); }
 
   // The span record last stored for a's page (may be stale: see above).
   STRATA_INLINE Span* SpanOf(uintptr_t a) const {
-    if (STRATA_UNLIKELY(a >> kAddressBits)) return nullptr;
-    const Leaf* leaf = root_[a >> 30].load(std::memory_order_acquire);
-    if (leaf == nullptr) return nullptr;
-    return leaf->span[(a >> kPageShift) & (kLeafPages - 1)];
+    const Leaf* leaf = LeafOf(a);
+    return leaf != nullptr ? leaf->span[LeafIndex(a)] : nullptr;
   }
 
   // Makes sure leaves exist for [start, start + bytes). False when the OS
@@ -94,20 +90,20 @@ class PageMap {
     for (size_t i = 0; i < pages.n; ++i) {
       uintptr_t a = start + (i << kPageShift);
       Leaf* leaf = root_[a >> 30].load(std::memory_order_relaxed);
-      size_t idx = (a >> kPageShift) & (kLeafPages - 1);
+      size_t idx = LeafIndex(a);
       leaf->span[idx] = span;
       leaf->cls[idx] = cls;
     }
   }
   void SetSpan(uintptr_t a, Span* span) {
     Leaf* leaf = root_[a >> 30].load(std::memory_order_relaxed);
-    leaf->span[(a >> kPageShift) & (kLeafPages - 1)] = span;
+    leaf->span[LeafIndex(a)] = span;
   }
   void ClearClass(uintptr_t start, Pages pages) {
     for (size_t i = 0; i < pages.n; ++i) {
       uintptr_t a = start + (i << kPageShift);
       Leaf* leaf = root_[a >> 30].load(std::memory_order_relaxed);
-      leaf->cls[(a >> kPageShift) & (kLeafPages - 1)] = 0;
+      leaf->cls[LeafIndex(a)] = 0;
     }
   }
 
@@ -116,6 +112,13 @@ class PageMap {
   SpinLock& leaf_lock() { return leaf_lock_; }
 
  private:
+  // The leaf covering `a`; nullptr beyond user space or where none exists.
+  STRATA_INLINE const Leaf* LeafOf(uintptr_t a) const {
+    uintptr_t root = a >> 30;
+    if (STRATA_UNLIKELY(root >= kRootSize)) return nullptr;  // beyond user space
+    return root_[root].load(std::memory_order_acquire);
+  }
+
   std::atomic<Leaf*> root_[kRootSize] = {};  // first: see Heap in alloc/strata.h
   Os* os_ = nullptr;
   SpinLock leaf_lock_;

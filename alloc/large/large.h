@@ -82,13 +82,10 @@ class LargeHeap {
     }
     if (fresh != nullptr) *fresh = true;
     if (align < kPageSize) align = kPageSize;
+    // On failure the caller gives address space back (Purge among the
+    // rest) and retries: see ReclaimAddressSpace in alloc/strata.cc.
     void* mem = os_->Map(bytes, align);
-    if (mem == nullptr) {
-      // Cached mappings may be what stands in the way: drop them and retry.
-      if (Purge(UINT64_MAX) == 0) return nullptr;
-      mem = os_->Map(bytes, align);
-      if (mem == nullptr) return nullptr;
-    }
+    if (mem == nullptr) return nullptr;
     if (!map_->Ensure(uintptr_t(mem), kPageSize)) {
       os_->Unmap(mem, bytes);
       return nullptr;
@@ -158,8 +155,8 @@ class LargeHeap {
     return UnmapEvicted(evicted, n);
   }
   size_t PurgeIdle(uint64_t now_ms) {
-    if (decay_ms_ < 0 || now_ms < uint64_t(decay_ms_)) return 0;  // nothing is that old yet
-    return Purge(now_ms - uint64_t(decay_ms_));
+    uint64_t cutoff;
+    return DecayCutoff(decay_ms_, now_ms, &cutoff) ? Purge(cutoff) : 0;
   }
 
   // Resizes to `size`. Returns the new address or nullptr (the old object is

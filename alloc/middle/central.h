@@ -80,8 +80,7 @@ class CentralList {
     if (n == batch_ && transfer_n_ > 0) {
       const Batch& b = transfer_[--transfer_n_];
       ++transfer_uses_;
-      objects_out_ += uint64_t(n);
-      if (peak_ != nullptr) peak_->Add(int64_t(n) * size_);
+      CountOutLocked(n);
       *head = b.head;
       *tail = b.tail;
       return n;
@@ -113,8 +112,7 @@ class CentralList {
       if (s->used < objects_) ListPartial(s);  // else full: on no list
     }
     if (last != nullptr) *static_cast<void**>(last) = nullptr;
-    objects_out_ += uint64_t(got);
-    if (peak_ != nullptr) peak_->Add(int64_t(got) * size_);
+    CountOutLocked(got);
     *head = first;
     *tail = last;
     return got;
@@ -128,8 +126,7 @@ class CentralList {
       if (transfer_n_ < transfer_cap_) {
         transfer_[transfer_n_++] = Batch{head, tail};
         ++transfer_uses_;
-        objects_out_ -= uint64_t(n);
-        if (peak_ != nullptr) peak_->Add(-int64_t(n) * size_);
+        CountOutLocked(-n);
         return;
       }
     }
@@ -167,9 +164,8 @@ class CentralList {
         }
         o = next;
       }
-      objects_out_ -= uint64_t(n);
+      CountOutLocked(-n);
     }
-    if (peak_ != nullptr) peak_->Add(-int64_t(n) * size_);
     while (Span* s = to_release.Pop()) heap_->Free(s);
   }
 
@@ -201,8 +197,7 @@ class CentralList {
       n = transfer_n_;
       for (uint32_t i = 0; i < n; ++i) chains[i] = transfer_[i];
       transfer_n_ = 0;
-      objects_out_ += uint64_t(n) * batch_;  // InsertRange below takes them out again
-      if (peak_ != nullptr) peak_->Add(int64_t(n) * batch_ * size_);
+      CountOutLocked(int64_t(n) * batch_);  // InsertRange below takes them out again
     }
     for (uint32_t i = 0; i < n; ++i) InsertRange(chains[i].head, batch_);
   }
@@ -258,6 +253,11 @@ class CentralList {
     unsigned b = 0;
     for (unsigned i = 0; i < kBuckets - 1; ++i) b += used >= threshold_[i];
     return uint8_t(1 + b);
+  }
+  // n objects left the central list (negative: came back). Lock held.
+  void CountOutLocked(int64_t n) {
+    objects_out_ += uint64_t(n);
+    if (peak_ != nullptr) peak_->Add(n * int64_t(size_));
   }
   Span* FullestPartial() {
     for (unsigned b = kBuckets; b-- > 0;) {

@@ -126,15 +126,19 @@ constexpr std::array<ObjectCheck, kNumClasses> MakeChecks() {
 inline constexpr std::array<ObjectCheck, kNumClasses> kChecks = MakeChecks();
 }  // namespace sizeclass_detail
 
-// True when `p` (inside a span of class `cls`) is the start of an object.
 STRATA_INLINE const ObjectCheck& ClassCheck(size_t cls) { return sizeclass_detail::kChecks[cls]; }
+// True when `p` (inside a span of class `cls`) is the start of an object.
 STRATA_INLINE bool IsObjectStart(uintptr_t p, size_t cls) { return ClassCheck(cls).IsObjectStart(p); }
 constexpr const std::array<ClassInfo, kNumClasses>& AllClasses() { return sizeclass_detail::kInfo; }
 
-// Requires size <= kMaxSmall. Size 0 gets the smallest class.
+// The two halves of SizeToClass, for callers that branch on the size
+// themselves (the malloc fast path). Size 0 gets the smallest class.
+STRATA_INLINE size_t ClassUpTo1K(size_t size) { return kSmallLookup[(size + 15) >> 4]; }  // size <= kMaxSmallStep16
+STRATA_INLINE size_t ClassAbove1K(size_t size) { return kBigLookup[(size + 127) >> 7]; }  // size <= kMaxSmall
+
+// Requires size <= kMaxSmall.
 STRATA_INLINE size_t SizeToClass(size_t size) {
-  if (size <= kMaxSmallStep16) return kSmallLookup[(size + 15) >> 4];
-  return kBigLookup[(size + 127) >> 7];
+  return size <= kMaxSmallStep16 ? ClassUpTo1K(size) : ClassAbove1K(size);
 }
 
 static_assert(kNumClasses < 256, "class must fit in a byte of the page map");

@@ -296,6 +296,15 @@ TEST_F(OptionsTest, StringValuesAreCopiedOutOfTheEnvironment) {
   unsetenv("STRATA_STATS_FILE");
 }
 
+TEST_F(OptionsTest, AValueTooLongToKeepWarnsAndKeepsTheDefault) {
+  Options o;
+  const std::string long_path(5000, 'a');
+  std::string err = ReadWith("STRATA_STATS_FILE", long_path.c_str(), &o);
+  EXPECT_EQ(err, "strata: ignoring STRATA_STATS_FILE: its value is longer than 4095 bytes; using the default \n");
+  EXPECT_STREQ(o.stats_file_text, "");
+  EXPECT_EQ(o.stats_file, 0);
+}
+
 TEST_F(OptionsTest, BadIntegerWarnsAndKeepsTheDefault) {
   for (const char* bad : {"abc", "", "12abc", "-", "1.5", " 5", "99999999999999999999"}) {
     Options o;
