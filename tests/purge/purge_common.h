@@ -279,34 +279,31 @@ static inline void fail_oom(size_t n) {
   exit(1);
 }
 
+/* One object of n bytes, filled and added to the set. */
+static inline void set_add(struct objset *s, size_t n) {
+  if (s->n == s->cap)
+    fail_oom(0);
+  void *p = malloc(n);
+  if (!p)
+    fail_oom(n);
+  shim_fill(p, n, (unsigned)s->n);
+  s->p[s->n] = p;
+  s->size[s->n++] = n;
+  s->bytes += n;
+}
+
 /* Allocates small objects until their sizes add up to `bytes`, plus
  * `nlarge` objects of `large` bytes, and fills every byte. */
 static inline void set_alloc(struct objset *s, size_t bytes, size_t nlarge,
                              size_t large, uint64_t seed) {
   uint64_t rng = seed;
-  size_t total = 0;
-  while (total < bytes) {
-    if (s->n == s->cap)
-      fail_oom(0);
+  for (size_t total = 0; total < bytes;) {
     size_t n = small_size(&rng);
-    void *p = malloc(n);
-    if (!p)
-      fail_oom(n);
-    shim_fill(p, n, (unsigned)s->n);
-    s->p[s->n] = p;
-    s->size[s->n++] = n;
+    set_add(s, n);
     total += n;
   }
-  for (size_t i = 0; i < nlarge; i++) {
-    void *p = malloc(large);
-    if (!p)
-      fail_oom(large);
-    shim_fill(p, large, (unsigned)s->n);
-    s->p[s->n] = p;
-    s->size[s->n++] = large;
-    total += large;
-  }
-  s->bytes += total;
+  for (size_t i = 0; i < nlarge; i++)
+    set_add(s, large);
 }
 
 static inline size_t set_verify(const struct objset *s, const char *what) {
