@@ -39,6 +39,7 @@ struct Heap {
     return central[cls].RemoveRange(head, tail, n);
   }
   void InsertRange(size_t cls, void* head, void* tail, int n) { central[cls].InsertRange(head, tail, n); }
+  void ReturnToSpans(size_t cls, void* head, int n) { central[cls].InsertRange(head, n); }
 };
 
 using ThreadCacheT = ThreadCache<Heap>;

@@ -6,15 +6,28 @@
 // path, on one screen); this class holds the data and the out-of-line slow
 // paths: Refill (list empty: take a batch from the central list), Overflow
 // (list over its limit: give a batch back), Scavenge (the thread holds more
-// than its byte budget) and FlushAll (thread exit, malloc_trim).
+// than its byte budget), CollectIdle (lists of classes the thread stopped
+// using) and FlushAll (thread exit, malloc_trim).
 //
 // List limits start at one batch and grow by a batch on each refill (slow
 // start), up to a per-class cap, so a thread that uses a class a little
 // holds little of it. The bytes cached by one thread are bounded by its
 // budget, which shrinks as threads multiply (see SetBudget).
 //
-// `Backend` supplies RemoveRange(cls, head, tail, n) and InsertRange(cls,
-// head, tail, n): the central lists in production, a fake in tests.
+// Idle lists: every kCollectPeriod slow events, a list longer than one
+// batch whose class served no malloc since the previous round goes back
+// whole, into its spans (not the transfer cache), and its limit back to one
+// batch. A program that moves from one size to another (phases, as most
+// do) would otherwise keep the old size's objects cached, and they would
+// pin spans the new size could have used (glibc-simple: peak RSS -12%).
+// Lists of a batch or less are left alone: they are what classes used now
+// and then keep, and collecting them too only moved objects back and forth
+// (glibc-thread: +4% RSS). A thread with no slow events grows nothing, so
+// it needs no collection.
+//
+// `Backend` supplies RemoveRange(cls, head, tail, n), InsertRange(cls,
+// head, tail, n) and ReturnToSpans(cls, head, n): the central lists in
+// production, a fake in tests.
 #pragma once
 
 #include "alloc/middle/size_class.h"
@@ -34,6 +47,7 @@ struct alignas(64) FreeList {
   uint32_t max;        // over this length, a batch goes back to the central list
   uint64_t allocs;     // stats: mallocs served for this class by this thread
   uint64_t requested;  // stats: bytes those mallocs asked for
+  uint64_t allocs_seen;  // `allocs` at the last idle collection
   // The class's object check (size_class.h), copied in when the cache is
   // set up. All zero until then, after thread exit and in checking mode:
   // the check then fails and every free takes the slow path.
@@ -75,6 +89,8 @@ class ThreadCache {
   // nothing can reach its cache. The first refill restores the budget.
   static constexpr uint32_t kFreeOnlyOverflows = 32;
   static constexpr size_t kFreeOnlyBudget = 256 << 10;
+  // Slow events (refills and overflows) between two idle collections.
+  static constexpr uint32_t kCollectPeriod = 16;
 
   // lists[0] (class 0: "not a small object") is never set up: its check
   // stays zero and fails, which is how the free fast path sends anything
@@ -127,6 +143,7 @@ class ThreadCache {
     uint32_t cap = MaxListLength(cls);
     l.set_max(l.max + c.batch < cap ? l.max + c.batch : cap);
     if ((++slow_events & 15) == 0) MaybeScavenge(backend);
+    if (slow_events % kCollectPeriod == 0) CollectIdle(backend);
     return head;
   }
 
@@ -138,6 +155,25 @@ class ThreadCache {
     Release(cls, n, backend);
     if (overflows_since_refill < kFreeOnlyOverflows) ++overflows_since_refill;
     MaybeScavenge(backend);  // frees are what grow a cache: check each time
+    if (++slow_events % kCollectPeriod == 0) CollectIdle(backend);
+  }
+
+  // Gives back the lists of classes that served no malloc since the last
+  // call (see "Idle lists" above).
+  STRATA_NOINLINE void CollectIdle(Backend& backend) {
+    for (size_t c = 1; c < kNumClasses; ++c) {
+      FreeList& l = lists[c];
+      const uint32_t n = l.length();
+      if (n > Info(c).batch && l.allocs == l.allocs_seen) {
+        void* head = l.head;
+        l.head = nullptr;
+        l.room += int32_t(n);
+        l.set_max(Info(c).batch);
+        ++flushes;
+        backend.ReturnToSpans(c, head, int(n));
+      }
+      l.allocs_seen = l.allocs;
+    }
   }
 
   // Moves the first n objects of a list to the central list.
