@@ -331,7 +331,9 @@ class PageHeap {
   PageHeapStats stats_;
   uint64_t used_pages_ = 0;
   uint64_t next_decay_check_ms_ = 0;
-  int64_t decay_ms_ = 1000;
+  // Zero (return at once) until the owner sets it. Every default in the
+  // heap is zero, so that the global heap lands in .bss (see Heap).
+  int64_t decay_ms_ = 0;
   bool use_brk_ = false;
   bool lazy_release_ = false;
 };

@@ -292,7 +292,7 @@ class LargeHeap {
   Span* cache_[kMaxCacheSlots] = {};
   size_t cache_n_ = 0;
   size_t cache_bytes_ = 0;
-  int64_t decay_ms_ = 500;
+  int64_t decay_ms_ = 0;  // no cache until the owner sets it (zero: see Heap)
   LargeStats stats_;
 };
 

@@ -16,7 +16,9 @@ struct FakeHeap {
       : os(bytes, brk_bytes),
         map(new strata::PageMap<FakeOs>(&os)),  // ~2 MiB of root: on the heap
         arena(&os),
-        heap(&os, map.get(), &arena) {}
+        heap(&os, map.get(), &arena) {
+    heap.set_decay_ms(1000);  // tests that depend on the decay set their own
+  }
 
   // Check() as a gtest predicate result carrying the reason.
   ::testing::AssertionResult Checked() {

@@ -18,6 +18,8 @@
 #include "strata/strata.h"
 #include "tests/unit/pattern.h"
 
+extern "C" char __bss_start[], _end[];  // from the linker
+
 namespace strata {
 namespace {
 
@@ -264,6 +266,16 @@ TEST(Stress, ProducerConsumer) {
     EXPECT_EQ(Row(*after, c).live, Row(*before, c).live) << "class " << c;
   }
   EXPECT_EQ(after->live_threads, before->live_threads);
+}
+
+// The global heap must stay in .bss (see Heap in alloc/strata.h): in .data
+// its 2 MiB were file-backed and could be mapped whole into every process.
+// Here the allocator is linked into the test program, whose .bss runs from
+// __bss_start to _end.
+TEST(Heap, LivesInBss) {
+  const uintptr_t heap = uintptr_t(&g_heap);
+  EXPECT_GE(heap, uintptr_t(__bss_start));
+  EXPECT_LE(heap + sizeof(Heap), uintptr_t(_end));
 }
 
 }  // namespace

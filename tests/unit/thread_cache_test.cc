@@ -453,15 +453,27 @@ void SlowEvents(Cache& tc, size_t busy, int n, FakeBackend& b, std::vector<void*
   }
 }
 
+// Grows the list of `cls`: n mallocs, then n frees.
+void GrowList(Cache& tc, size_t cls, int n, FakeBackend& b) {
+  std::vector<void*> objs;
+  for (int i = 0; i < n; ++i) objs.push_back(Pop(tc, cls, b));
+  for (void* p : objs) Push(tc, cls, p, b);
+}
+
+// Frees what SlowEvents kept, empties the cache, checks the backend.
+void Finish(Cache& tc, size_t busy, const std::vector<void*>& keep, FakeBackend& b) {
+  for (void* q : keep) Push(tc, busy, q, b);
+  tc.FlushAll(b);
+  EXPECT_EQ(b.errors, 0u);
+  EXPECT_EQ(b.out.size(), 0u);
+}
+
 TEST(ThreadCacheIdle, AClassNoLongerAllocatedGoesBackWhole) {
   FakeBackend b;
   Cache tc{};
   tc.Activate(kHuge);
   const size_t idle = 4, busy = 9;
-  // Grow the idle class's list: allocate many, free them all.
-  std::vector<void*> objs;
-  for (int i = 0; i < 500; ++i) objs.push_back(Pop(tc, idle, b));
-  for (void* p : objs) Push(tc, idle, p, b);
+  GrowList(tc, idle, 500, b);
   const uint32_t cached = tc.lists[idle].length();
   ASSERT_GT(cached, uint32_t(Info(idle).batch));
   ASSERT_EQ(b.span_returns, 0u);
@@ -479,9 +491,7 @@ TEST(ThreadCacheIdle, AClassNoLongerAllocatedGoesBackWhole) {
   void* p = Pop(tc, idle, b);
   ASSERT_NE(p, nullptr);
   Push(tc, idle, p, b);
-  for (void* q : keep) Push(tc, busy, q, b);
-  tc.FlushAll(b);
-  EXPECT_EQ(b.errors, 0u);
+  Finish(tc, busy, keep, b);
 }
 
 TEST(ThreadCacheIdle, AListOfABatchOrLessIsLeftAlone) {
@@ -498,9 +508,7 @@ TEST(ThreadCacheIdle, AListOfABatchOrLessIsLeftAlone) {
   SlowEvents(tc, busy, 4 * int(Cache::kCollectPeriod), b, keep);
   EXPECT_EQ(tc.lists[rare].length(), cached);
   EXPECT_EQ(b.span_returns, 0u);
-  for (void* q : keep) Push(tc, busy, q, b);
-  tc.FlushAll(b);
-  EXPECT_EQ(b.errors, 0u);
+  Finish(tc, busy, keep, b);
 }
 
 TEST(ThreadCacheIdle, AClassStillAllocatedKeepsItsList) {
@@ -508,9 +516,7 @@ TEST(ThreadCacheIdle, AClassStillAllocatedKeepsItsList) {
   Cache tc{};
   tc.Activate(kHuge);
   const size_t used = 4, busy = 9;
-  std::vector<void*> objs;
-  for (int i = 0; i < 500; ++i) objs.push_back(Pop(tc, used, b));
-  for (void* p : objs) Push(tc, used, p, b);
+  GrowList(tc, used, 500, b);
   std::vector<void*> keep;
   for (int round = 0; round < 4; ++round) {
     // One malloc (and free) of the class per round is enough to keep it.
@@ -519,9 +525,7 @@ TEST(ThreadCacheIdle, AClassStillAllocatedKeepsItsList) {
   }
   EXPECT_GT(tc.lists[used].length(), uint32_t(Info(used).batch));
   EXPECT_EQ(b.span_returns, 0u);
-  for (void* q : keep) Push(tc, busy, q, b);
-  tc.FlushAll(b);
-  EXPECT_EQ(b.errors, 0u);
+  Finish(tc, busy, keep, b);
 }
 
 }  // namespace
