@@ -14,7 +14,7 @@
 // holds little of it. The bytes cached by one thread are bounded by its
 // budget, which shrinks as threads multiply (see SetBudget).
 //
-// Idle lists: every kCollectPeriod slow events, a list longer than one
+// Idle lists: every kCheckPeriod slow events, a list longer than one
 // batch whose class served no malloc since the previous round goes back
 // whole, into its spans (not the transfer cache), and its limit back to one
 // batch. A program that moves from one size to another (phases, as most
@@ -89,8 +89,9 @@ class ThreadCache {
   // nothing can reach its cache. The first refill restores the budget.
   static constexpr uint32_t kFreeOnlyOverflows = 32;
   static constexpr size_t kFreeOnlyBudget = 256 << 10;
-  // Slow events (refills and overflows) between two idle collections.
-  static constexpr uint32_t kCollectPeriod = 16;
+  // Slow events (refills and overflows) between two periodic checks: idle
+  // lists, and the budget on refills (an overflow checks it every time).
+  static constexpr uint32_t kCheckPeriod = 16;
 
   // lists[0] (class 0: "not a small object") is never set up: its check
   // stays zero and fails, which is how the free fast path sends anything
@@ -142,8 +143,10 @@ class ThreadCache {
     l.requested += size;
     uint32_t cap = MaxListLength(cls);
     l.set_max(l.max + c.batch < cap ? l.max + c.batch : cap);
-    if ((++slow_events & 15) == 0) MaybeScavenge(backend);
-    if (slow_events % kCollectPeriod == 0) CollectIdle(backend);
+    if (++slow_events % kCheckPeriod == 0) {
+      MaybeScavenge(backend);
+      CollectIdle(backend);
+    }
     return head;
   }
 
@@ -155,7 +158,7 @@ class ThreadCache {
     Release(cls, n, backend);
     if (overflows_since_refill < kFreeOnlyOverflows) ++overflows_since_refill;
     MaybeScavenge(backend);  // frees are what grow a cache: check each time
-    if (++slow_events % kCollectPeriod == 0) CollectIdle(backend);
+    if (++slow_events % kCheckPeriod == 0) CollectIdle(backend);
   }
 
   // Gives back the lists of classes that served no malloc since the last

@@ -444,88 +444,81 @@ TEST(ThreadCacheBudget, AThreadThatOnlyFreesKeepsLittle) {
 
 // ---- idle lists ----
 
-// n slow events on `busy` (refills: its list is emptied each time), with
-// no malloc of any other class.
-void SlowEvents(Cache& tc, size_t busy, int n, FakeBackend& b, std::vector<void*>& keep) {
-  for (int i = 0; i < n; ++i) {
-    while (tc.lists[busy].length() > 0) keep.push_back(Pop(tc, busy, b));
-    keep.push_back(Pop(tc, busy, b));  // a refill
+struct ThreadCacheIdle : ::testing::Test {
+  static constexpr size_t kBusy = 9;
+
+  ThreadCacheIdle() { tc.Activate(kHuge); }
+
+  // n slow events on kBusy (refills: its list is emptied each time), with
+  // no malloc of any other class.
+  void SlowEvents(int n) {
+    for (int i = 0; i < n; ++i) {
+      while (tc.lists[kBusy].length() > 0) keep.push_back(Pop(tc, kBusy, b));
+      keep.push_back(Pop(tc, kBusy, b));  // a refill
+    }
   }
-}
+  // Grows the list of `cls`: n mallocs, then n frees.
+  void GrowList(size_t cls, int n) {
+    std::vector<void*> objs;
+    for (int i = 0; i < n; ++i) objs.push_back(Pop(tc, cls, b));
+    for (void* p : objs) Push(tc, cls, p, b);
+  }
+  // Frees what SlowEvents kept, empties the cache, checks the backend.
+  void TearDown() override {
+    for (void* q : keep) Push(tc, kBusy, q, b);
+    tc.FlushAll(b);
+    EXPECT_EQ(b.errors, 0u);
+    EXPECT_EQ(b.out.size(), 0u);
+  }
 
-// Grows the list of `cls`: n mallocs, then n frees.
-void GrowList(Cache& tc, size_t cls, int n, FakeBackend& b) {
-  std::vector<void*> objs;
-  for (int i = 0; i < n; ++i) objs.push_back(Pop(tc, cls, b));
-  for (void* p : objs) Push(tc, cls, p, b);
-}
-
-// Frees what SlowEvents kept, empties the cache, checks the backend.
-void Finish(Cache& tc, size_t busy, const std::vector<void*>& keep, FakeBackend& b) {
-  for (void* q : keep) Push(tc, busy, q, b);
-  tc.FlushAll(b);
-  EXPECT_EQ(b.errors, 0u);
-  EXPECT_EQ(b.out.size(), 0u);
-}
-
-TEST(ThreadCacheIdle, AClassNoLongerAllocatedGoesBackWhole) {
   FakeBackend b;
   Cache tc{};
-  tc.Activate(kHuge);
-  const size_t idle = 4, busy = 9;
-  GrowList(tc, idle, 500, b);
+  std::vector<void*> keep;
+};
+
+TEST_F(ThreadCacheIdle, AClassNoLongerAllocatedGoesBackWhole) {
+  const size_t idle = 4;
+  GrowList(idle, 500);
   const uint32_t cached = tc.lists[idle].length();
   ASSERT_GT(cached, uint32_t(Info(idle).batch));
   ASSERT_EQ(b.span_returns, 0u);
   // Two collection rounds of slow events elsewhere: the first notes that
   // the class was used, the second finds it idle.
-  std::vector<void*> keep;
-  SlowEvents(tc, busy, 2 * int(Cache::kCollectPeriod), b, keep);
+  SlowEvents(2 * int(Cache::kCheckPeriod));
   EXPECT_EQ(tc.lists[idle].length(), 0u);
   EXPECT_EQ(tc.lists[idle].max, uint32_t(Info(idle).batch)) << "the limit starts over";
   EXPECT_EQ(b.span_returns, 1u) << "one chain, into the spans (not the transfer cache)";
   EXPECT_EQ(b.OutOf(idle), 0u);
   EXPECT_TRUE(ListOk(tc, idle));
-  EXPECT_GT(tc.lists[busy].length() + keep.size(), 0u);
+  EXPECT_GT(tc.lists[kBusy].length() + keep.size(), 0u);
   // The class still works.
   void* p = Pop(tc, idle, b);
   ASSERT_NE(p, nullptr);
   Push(tc, idle, p, b);
-  Finish(tc, busy, keep, b);
 }
 
-TEST(ThreadCacheIdle, AListOfABatchOrLessIsLeftAlone) {
-  FakeBackend b;
-  Cache tc{};
-  tc.Activate(kHuge);
-  const size_t rare = 20, busy = 9;
+TEST_F(ThreadCacheIdle, AListOfABatchOrLessIsLeftAlone) {
+  const size_t rare = 20;
   void* p = Pop(tc, rare, b);  // a refill: the rest of a batch stays cached
   Push(tc, rare, p, b);
   const uint32_t cached = tc.lists[rare].length();
   ASSERT_GT(cached, 0u);
   ASSERT_LE(cached, uint32_t(Info(rare).batch));
-  std::vector<void*> keep;
-  SlowEvents(tc, busy, 4 * int(Cache::kCollectPeriod), b, keep);
+  SlowEvents(4 * int(Cache::kCheckPeriod));
   EXPECT_EQ(tc.lists[rare].length(), cached);
   EXPECT_EQ(b.span_returns, 0u);
-  Finish(tc, busy, keep, b);
 }
 
-TEST(ThreadCacheIdle, AClassStillAllocatedKeepsItsList) {
-  FakeBackend b;
-  Cache tc{};
-  tc.Activate(kHuge);
-  const size_t used = 4, busy = 9;
-  GrowList(tc, used, 500, b);
-  std::vector<void*> keep;
+TEST_F(ThreadCacheIdle, AClassStillAllocatedKeepsItsList) {
+  const size_t used = 4;
+  GrowList(used, 500);
   for (int round = 0; round < 4; ++round) {
     // One malloc (and free) of the class per round is enough to keep it.
     Push(tc, used, Pop(tc, used, b), b);
-    SlowEvents(tc, busy, int(Cache::kCollectPeriod), b, keep);
+    SlowEvents(int(Cache::kCheckPeriod));
   }
   EXPECT_GT(tc.lists[used].length(), uint32_t(Info(used).batch));
   EXPECT_EQ(b.span_returns, 0u);
-  Finish(tc, busy, keep, b);
 }
 
 }  // namespace
