@@ -83,7 +83,11 @@ TEST_F(LargeTest, RecordsAreRecycled) {
     large.Free(SpanAt(p), os.now_ms);
   }
   EXPECT_EQ(arena.used_bytes(), AlignUp(sizeof(Span), 64)) << "one record, reused";
-  EXPECT_EQ(os.live_mappings(), 2u) << "the page-map leaf and the arena block";
+  // The fake OS's range is not aligned to a leaf's GiB: the mappings may
+  // have needed two leaves.
+  const size_t leaves = map->leaf_bytes() / sizeof(PageMap<FakeOs>::Leaf);
+  EXPECT_GE(leaves, 1u);
+  EXPECT_EQ(os.live_mappings(), leaves + 1) << "the page-map leaves and the arena block: no object mapping left";
 }
 
 class LargeRealloc : public LargeTest, public ::testing::WithParamInterface<bool> {};
