@@ -2,8 +2,17 @@
 //
 //  1. Every class size is a multiple of 16 (malloc's alignment on x86-64).
 //  2. Up to 128 bytes, classes are 16 bytes apart; above, there are 4
-//     classes per doubling, so neighbours are at most 25% apart and the
-//     internal waste of a small object is below 20% of its size.
+//     classes per doubling (base * 5/4, 6/4, 7/4, 2), so neighbours are at
+//     most 25% apart and the internal waste of a small object is below 20%
+//     of its size. From 1 KiB up, each doubling gets a fifth class at
+//     base * 9/8: sizes just above a power of two (a 4 KiB page and its
+//     header, a 1 KiB buffer and its length) are among the most common
+//     requests, and the 5/4 class wastes a fifth of them. sqlite3's page
+//     cache asks for 4096 + ~270 bytes: 4608 instead of 5120 cut its peak
+//     RSS from 94.3 to 85.2 MiB. Eight classes per doubling instead gave
+//     the same there but cost glibc-thread +8% and mleak +19% (more
+//     partly used spans, one set per class); one more class per doubling
+//     costs mleak ~0.3 MiB and nothing measurable elsewhere.
 //  3. Small objects go up to kMaxSmall (256 KiB); larger ones are "large".
 //
 // For each class the generator also picks the span order (the smallest
@@ -35,10 +44,24 @@ struct ClassInfo {
 
 namespace sizeclass_detail {
 
+// Doublings (base, 2 * base] from this base up also get a class at base * 9/8.
+inline constexpr size_t kNinthEighthFrom = 1024;
+
+// The class sizes above 128 in (base, 2 * base], ascending; returns how many.
+constexpr size_t DoublingSizes(size_t base, size_t (&out)[5]) {
+  size_t n = 0;
+  if (base >= kNinthEighthFrom) out[n++] = base + base / 8;
+  for (size_t q = 1; q <= 4; ++q) out[n++] = base + base / 4 * q;
+  return n;
+}
+
 constexpr size_t CountClasses() {
   size_t n = 1;  // class 0
   for (size_t s = 16; s <= 128; s += 16) ++n;
-  for (size_t base = 128; base < kMaxSmall; base *= 2) n += 4;
+  for (size_t base = 128; base < kMaxSmall; base *= 2) {
+    size_t sizes[5] = {};
+    n += DoublingSizes(base, sizes);
+  }
   return n;
 }
 
@@ -75,7 +98,9 @@ constexpr std::array<ClassInfo, kNumClasses> MakeClasses() {
   size_t i = 1;
   for (size_t s = 16; s <= 128; s += 16) t[i++] = MakeInfo(s);
   for (size_t base = 128; base < kMaxSmall; base *= 2) {
-    for (size_t q = 1; q <= 4; ++q) t[i++] = MakeInfo(base + base / 4 * q);
+    size_t sizes[5] = {};
+    const size_t n = DoublingSizes(base, sizes);
+    for (size_t k = 0; k < n; ++k) t[i++] = MakeInfo(sizes[k]);
   }
   return t;
 }

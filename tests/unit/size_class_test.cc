@@ -49,14 +49,23 @@ TEST(SizeClassTable, NeighboursAbove128AreAtMost25PercentApart) {
   }
 }
 
-TEST(SizeClassTable, FourClassesPerDoublingAbove128) {
+TEST(SizeClassTable, FourClassesPerDoublingAbove128AndFiveFrom1K) {
   for (size_t lo = 128; lo < kMaxSmall; lo *= 2) {
     int n = 0;
     for (size_t c = 1; c < kNumClasses; ++c) {
       if (Info(c).size > lo && Info(c).size <= 2 * lo) ++n;
     }
-    EXPECT_EQ(n, 4) << "(" << lo << ", " << 2 * lo << "]";
+    EXPECT_EQ(n, lo < 1024 ? 4 : 5) << "(" << lo << ", " << 2 * lo << "]";
   }
+}
+
+TEST(SizeClassTable, APowerOfTwoFrom1KPlusAnEighthIsAClass) {
+  // A 4 KiB page plus its header (sqlite3's page cache) must not pay the
+  // 25% of the next quarter class.
+  for (size_t p = 1024; p < kMaxSmall; p *= 2) {
+    EXPECT_EQ(Info(SizeToClass(p + 1)).size, p + p / 8) << p;
+  }
+  EXPECT_EQ(Info(SizeToClass(4096 + 272)).size, 4608u);
 }
 
 TEST(SizeClassTable, EveryPowerOfTwoIsAClass) {
