@@ -315,8 +315,8 @@ STRATA_COLD bool ReclaimAddressSpace() {
 }
 
 // A large object, retried once after reclaiming address space.
-void* LargeAlloc(size_t size, size_t align, bool* fresh) {
-  return RetryAfterReclaim([=] { return g_heap.large.Alloc(size, align, fresh); });
+void* LargeAlloc(size_t size, size_t align, size_t* dirty) {
+  return RetryAfterReclaim([=] { return g_heap.large.Alloc(size, align, dirty); });
 }
 
 [[noreturn]] STRATA_COLD void InvalidPointer(const char* op, const void* p) {
@@ -416,9 +416,9 @@ void* Calloc(size_t n, size_t size) {
   if (__builtin_mul_overflow(n, size, &total)) return nullptr;
   if (total > kMaxSmall) {
     if (!EnsureInit()) return BootAlloc(total, kMinAlign);  // static: zero
-    bool fresh = false;
-    void* p = LargeAlloc(total, kPageSize, &fresh);
-    if (p != nullptr && !fresh) memset(p, 0, total);  // a reused mapping
+    size_t dirty = 0;
+    void* p = LargeAlloc(total, kPageSize, &dirty);
+    if (p != nullptr) memset(p, 0, dirty < total ? dirty : total);  // a reused mapping
     return p;
   }
   void* p = Malloc(total);

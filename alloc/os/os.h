@@ -26,6 +26,11 @@ struct RealOs {
   static void* Remap(void* p, size_t old_bytes, size_t new_bytes);
   // Shrink or grow a mapping in place only; false if it cannot.
   static bool RemapInPlace(void* p, size_t old_bytes, size_t new_bytes);
+  // The mapping [p, p+bytes) is used from now on as two, [p, p+first) and
+  // the rest, each unmapped or remapped on its own. The kernel needs no
+  // notice (munmap and mremap take any range of pages); an OS that keeps
+  // a record of mappings (the tests' fake) does.
+  static void Split(void* /*p*/, size_t /*bytes*/, size_t /*first*/) {}
   // The pages are free: give their memory back. They read as zero when
   // touched again (MADV_DONTNEED) unless `lazy` (MADV_FREE), in which case
   // they keep their content until the kernel reclaims them.

@@ -101,6 +101,16 @@ class FakeOs {
     return q;
   }
 
+  void Split(void* p, size_t bytes, size_t first) {
+    auto it = mappings_.find(uintptr_t(p));
+    if (it == mappings_.end() || it->second != bytes || first == 0 || first >= bytes || first % kPageSize != 0) {
+      ++bad_splits;
+      return;
+    }
+    it->second = first;
+    mappings_[uintptr_t(p) + first] = bytes - first;
+  }
+
   bool RemapInPlace(void* p, size_t old_bytes, size_t new_bytes) {
     ++remaps_in_place_calls;
     if (remap_moves && new_bytes > old_bytes) return false;
@@ -167,7 +177,7 @@ class FakeOs {
   size_t unmaps = 0, unmapped_bytes = 0, bad_unmaps = 0;
   void* last_unmap = nullptr;
   size_t last_unmap_bytes = 0;
-  size_t remaps = 0, remap_moved = 0, remaps_in_place_calls = 0;
+  size_t remaps = 0, remap_moved = 0, remaps_in_place_calls = 0, bad_splits = 0;
   size_t releases = 0, released_bytes = 0, lazy_releases = 0, bad_releases = 0;
   size_t grow_break_calls = 0, brk_failures = 0, shrink_break_calls = 0, brk_grown_bytes = 0;
   size_t yields = 0, sleeps = 0;
