@@ -66,8 +66,10 @@ class LargeHeap {
  public:
   static constexpr size_t kMaxCacheSlots = 16;
   static constexpr size_t kMaxCachedBytes = 64 << 20;   // per mapping
-    static constexpr size_t kMaxCacheBytes = 64 << 20;    // in all, and at most
-  static constexpr size_t kCacheFloorBytes = 2 << 20;   // this + live bytes / 4
+  // In all, the cache holds at most kCacheFloorBytes plus a quarter of the
+  // live large bytes, and never more than kMaxCacheBytes.
+  static constexpr size_t kMaxCacheBytes = 64 << 20;
+  static constexpr size_t kCacheFloorBytes = 2 << 20;
 
   constexpr LargeHeap() = default;
   void Bind(Os* os, PageMap<Os>* map, MetaArena<Os>* arena, PeakTracker* peak = nullptr) {

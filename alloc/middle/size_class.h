@@ -45,12 +45,12 @@ struct ClassInfo {
 namespace sizeclass_detail {
 
 // Doublings (base, 2 * base] from this base up also get a class at base * 9/8.
-inline constexpr size_t kNinthEighthFrom = 1024;
+inline constexpr size_t kNineEighthsFrom = 1024;
 
 // The class sizes above 128 in (base, 2 * base], ascending; returns how many.
 constexpr size_t DoublingSizes(size_t base, size_t (&out)[5]) {
   size_t n = 0;
-  if (base >= kNinthEighthFrom) out[n++] = base + base / 8;
+  if (base >= kNineEighthsFrom) out[n++] = base + base / 8;
   for (size_t q = 1; q <= 4; ++q) out[n++] = base + base / 4 * q;
   return n;
 }
