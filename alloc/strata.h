@@ -35,17 +35,21 @@ struct Heap {
   MetaArena<RealOs> arena;
   PageHeap<RealOs> pages;
   CentralList<RealOs> central[kNumClasses];
+  CentralList<RealOs>::TransferSlots transfer[kNumClasses];
   LargeHeap<RealOs> large;
   PeakTracker peak;
   Options options;
 
   // The thread caches' backend.
-  int RemoveRange(size_t cls, void** head, void** tail, int n) {
-    return central[cls].RemoveRange(head, tail, n);
+  int RemoveRange(size_t cls, void** head, void** tail, int n, int fresh) {
+    return central[cls].RemoveRange(head, tail, n, fresh);
   }
   void InsertRange(size_t cls, void* head, void* tail, int n) { central[cls].InsertRange(head, tail, n); }
   void ReturnToSpans(size_t cls, void* head, int n) { central[cls].InsertRange(head, n); }
 };
+
+// Set-up writes every class's central list: they should stay a few pages.
+static_assert(sizeof(CentralList<RealOs>) * kNumClasses <= 4 * kPageSize);
 
 using ThreadCacheT = ThreadCache<Heap>;
 using PageMapT = PageMap<RealOs>;

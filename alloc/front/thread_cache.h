@@ -11,7 +11,11 @@
 //
 // List limits start at one batch and grow by a batch on each refill (slow
 // start), up to a per-class cap, so a thread that uses a class a little
-// holds little of it. The bytes cached by one thread are bounded by its
+// holds little of it. Refills take whole batches of objects that came back
+// to the central list, but of never-used memory only 1, 2, 4, ... objects
+// (fresh[]), doubling up to a batch: linking a fresh batch touches every
+// object in it, and a batch is up to 64 KiB, which a thread that mallocs
+// one object of a class would otherwise pay for in resident pages. The bytes cached by one thread are bounded by its
 // budget, which shrinks as threads multiply (see SetBudget).
 //
 // Idle lists: every kCheckPeriod slow events, a list longer than one
@@ -25,7 +29,7 @@
 // (glibc-thread: +4% RSS). A thread with no slow events grows nothing, so
 // it needs no collection.
 //
-// `Backend` supplies RemoveRange(cls, head, tail, n), InsertRange(cls,
+// `Backend` supplies RemoveRange(cls, head, tail, n, fresh), InsertRange(cls,
 // head, tail, n) and ReturnToSpans(cls, head, n): the central lists in
 // production, a fake in tests.
 #pragma once
@@ -103,6 +107,7 @@ class ThreadCache {
   uint64_t misses;
   uint64_t flushes;
   size_t budget;
+  uint8_t fresh[kNumClasses];  // fresh objects the next refill may take
   ThreadCache* reg_next;  // registry of live caches (owned by the glue)
   ThreadCache* reg_prev;
 
@@ -120,6 +125,7 @@ class ThreadCache {
   void Activate(size_t budget_bytes, bool checks = true) {
     for (size_t c = 1; c < kNumClasses; ++c) {
       lists[c].set_max(Info(c).batch);
+      fresh[c] = 1;
       if (checks) lists[c].check = ClassCheck(c);
     }
     budget = budget_bytes;
@@ -133,8 +139,9 @@ class ThreadCache {
     const ClassInfo& c = Info(cls);
     void* head;
     void* tail;
-    int n = backend.RemoveRange(cls, &head, &tail, int(c.batch));
+    int n = backend.RemoveRange(cls, &head, &tail, int(c.batch), fresh[cls]);
     if (n == 0) return nullptr;
+    if (fresh[cls] < c.batch) fresh[cls] = uint8_t(2 * fresh[cls] < c.batch ? 2 * fresh[cls] : c.batch);
     ++misses;
     overflows_since_refill = 0;
     l.head = *static_cast<void**>(head);
@@ -142,7 +149,7 @@ class ThreadCache {
     ++l.allocs;
     l.requested += size;
     uint32_t cap = MaxListLength(cls);
-    l.set_max(l.max + c.batch < cap ? l.max + c.batch : cap);
+    l.set_max(l.max + uint32_t(n) < cap ? l.max + uint32_t(n) : cap);
     if (++slow_events % kCheckPeriod == 0) {
       MaybeScavenge(backend);
       CollectIdle(backend);
@@ -172,6 +179,7 @@ class ThreadCache {
         l.head = nullptr;
         l.room += int32_t(n);
         l.set_max(Info(c).batch);
+        fresh[c] = 1;
         ++flushes;
         backend.ReturnToSpans(c, head, int(n));
       }

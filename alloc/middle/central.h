@@ -53,12 +53,25 @@ class CentralList {
  public:
   static constexpr size_t kMaxEmptySpans = 1;
 
+  static constexpr size_t kTransferSlots = 64;
+  struct Batch {
+    void* head;
+    void* tail;
+  };
+  // The transfer cache's slots are kept apart from the list (Init): set-up
+  // writes every class's list, and with the slots inside, the lists of all
+  // classes spanned 19 pages that every process then had resident.
+  struct TransferSlots {
+    Batch slot[kTransferSlots] = {};
+  };
+
   constexpr CentralList() = default;
   // `peak` (may be null) follows the bytes handed out.
-  void Init(uint8_t cls, PageHeap<Os>* heap, PeakTracker* peak = nullptr) {
+  void Init(uint8_t cls, PageHeap<Os>* heap, TransferSlots* transfer, PeakTracker* peak = nullptr) {
     cls_ = cls;
     heap_ = heap;
     peak_ = peak;
+    transfer_ = transfer->slot;
     size_ = Info(cls).size;
     objects_ = Info(cls).objects;
     order_ = Order{Info(cls).order};
@@ -71,8 +84,14 @@ class CentralList {
   }
 
   // Takes up to n objects, chained through their first word; *head gets
-  // the first, *tail the last. Returns how many (0: out of memory).
-  int RemoveRange(void** head, void** tail, int n) {
+  // the first, *tail the last. Returns how many (0: out of memory). At
+  // most `fresh` of them are carved from never-used memory: objects that
+  // came back (transfer cache, span free lists) cost no new pages, fresh
+  // ones do, since linking them writes into each (a 64 KiB batch of 4 KiB
+  // objects is 16 pages). Thread caches start a class with few fresh
+  // objects and double (ThreadCache::Refill), so what a thread caches but
+  // never uses stays within what it used.
+  int RemoveRange(void** head, void** tail, int n, int fresh = 1 << 30) {
     void* first = nullptr;
     void* last = nullptr;
     int got = 0;
@@ -85,9 +104,11 @@ class CentralList {
       *tail = b.tail;
       return n;
     }
+    bool fresh_left = fresh > 0;
     while (got < n) {
       Span* s = FullestPartial();
       if (s == nullptr) {
+        if (!fresh_left) break;
         s = TakeSpanLocked();
         if (s == nullptr) break;
       }
@@ -98,9 +119,10 @@ class CentralList {
         if (s->freelist != nullptr) {
           o = s->freelist;
           s->freelist = *static_cast<void**>(o);
-        } else if (s->bump + size_ <= limit) {
+        } else if (fresh_left && s->bump + size_ <= limit) {
           o = reinterpret_cast<void*>(s->bump);
           s->bump += size_;
+          fresh_left = --fresh > 0;
         } else {
           break;
         }
@@ -110,6 +132,10 @@ class CentralList {
         ++s->used;
       }
       if (s->used < objects_) ListPartial(s);  // else full: on no list
+      // No fresh objects left to give and none came back to this span: stop
+      // with fewer than n rather than search emptier spans (this one would
+      // be found first again).
+      if (!fresh_left && s->freelist == nullptr) break;
     }
     if (last != nullptr) *static_cast<void**>(last) = nullptr;
     CountOutLocked(got);
@@ -238,13 +264,7 @@ class CentralList {
 
  private:
   static constexpr unsigned kBuckets = 4;
-  static constexpr size_t kTransferSlots = 64;
   static constexpr size_t kTransferBytes = 256 << 10;
-
-  struct Batch {
-    void* head;
-    void* tail;
-  };
   static constexpr uint8_t kOnEmpty = 0xff;  // on_list: 0 none, 1+b bucket b
 
   // Bucket of a partial span with `used` objects out: the number of
@@ -290,7 +310,7 @@ class CentralList {
   }
 
   SpinLock lock_;
-  Batch transfer_[kTransferSlots] = {};
+  Batch* transfer_ = nullptr;  // kTransferSlots of them
   uint32_t transfer_n_ = 0;
   uint32_t transfer_cap_ = 0;
   uint64_t transfer_uses_ = 0;

@@ -103,7 +103,8 @@ TEST_P(CentralPerClass, BatchesAreDistinctObjectsOfTheClassAndAllComeBack) {
   const ClassInfo& info = Info(cls);
   FakeHeap h;
   Central c;
-  c.Init(uint8_t(cls), &h.heap);
+  Central::TransferSlots slots{};
+  c.Init(uint8_t(cls), &h.heap, &slots);
   // Three spans' worth, in batches of the class's batch size.
   const size_t total = 3 * size_t(info.objects);
   std::vector<void*> all;
@@ -162,13 +163,14 @@ INSTANTIATE_TEST_SUITE_P(AllClasses, CentralPerClass, ::testing::Range<size_t>(1
 struct CentralTest : ::testing::Test {
   void Use(size_t cls) {
     cls_ = cls;
-    c.Init(uint8_t(cls), &h.heap);
+    c.Init(uint8_t(cls), &h.heap, &slots);
   }
   size_t objects() const { return Info(cls_).objects; }
   size_t span_pages() const { return Order{Info(cls_).order}.pages().n; }
 
   FakeHeap h;
   Central c;
+  Central::TransferSlots slots{};
   size_t cls_ = 0;
 };
 
@@ -212,6 +214,49 @@ TEST_F(CentralTest, ReturnedObjectsAreReusedBeforeNewOnes) {
   EXPECT_EQ(first, again);
   EXPECT_EQ(c.Stats().span_allocs, 1u);
   Give(c, again);
+}
+
+// `fresh` bounds the objects carved from never-used memory, not the ones
+// that came back, whether to their spans or to the transfer cache.
+TEST_F(CentralTest, FreshBoundsOnlyNeverUsedObjects) {
+  Use(SizeToClass(4096));
+  const int batch = Info(cls_).batch;
+  ASSERT_GE(batch, 8);
+  void* head;
+  void* tail;
+  EXPECT_EQ(c.RemoveRange(&head, &tail, batch, 1), 1) << "a new list: one fresh object";
+  EXPECT_EQ(head, tail);
+  std::vector<void*> one{head};
+  std::vector<void*> three;
+  ASSERT_EQ(c.RemoveRange(&head, &tail, batch, 3), 3);
+  for (void* o = head; o != nullptr; o = *static_cast<void**>(o)) three.push_back(o);
+  ASSERT_EQ(three.size(), 3u);
+  EXPECT_EQ(h.heap.Stats().used_pages, span_pages());
+  // Back to the span: taken again with no fresh allowance, and no more.
+  Give(c, three);
+  EXPECT_EQ(c.RemoveRange(&head, &tail, batch, 0), 3);
+  std::vector<void*> again;
+  for (void* o = head; o != nullptr; o = *static_cast<void**>(o)) again.push_back(o);
+  std::sort(three.begin(), three.end());
+  std::sort(again.begin(), again.end());
+  EXPECT_EQ(three, again);
+  EXPECT_EQ(c.RemoveRange(&head, &tail, batch, 0), 0) << "nothing came back, nothing fresh allowed";
+  // A whole batch through the transfer cache comes back whole.
+  std::vector<void*> full = Take(c, batch);
+  for (size_t i = 0; i + 1 < full.size(); ++i) *static_cast<void**>(full[i]) = full[i + 1];
+  *static_cast<void**>(full.back()) = nullptr;
+  c.InsertRange(full.front(), full.back(), batch);
+  EXPECT_EQ(c.Stats().transfer_objects, size_t(batch));
+  EXPECT_EQ(c.RemoveRange(&head, &tail, batch, 0), batch);
+  EXPECT_EQ(head, full.front());
+  EXPECT_EQ(tail, full.back());
+  EXPECT_EQ(c.Stats().objects_out, size_t(4 + batch));
+  EXPECT_TRUE(ObjectsOk(h, cls_, full));
+  Give(c, full);
+  Give(c, again);
+  Give(c, one);
+  EXPECT_EQ(c.Stats().objects_out, 0u);
+  EXPECT_TRUE(h.Checked());
 }
 
 TEST_F(CentralTest, SpanStatesFullPartialEmpty) {

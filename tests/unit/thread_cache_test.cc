@@ -22,20 +22,24 @@ struct FakeBackend {
     uint64_t pad;
   };
 
-  int RemoveRange(size_t cls, void** head, void** tail, int n) {
+  int RemoveRange(size_t cls, void** head, void** tail, int n, int fresh = 1 << 30) {
     ++remove_calls;
     last_remove_n = n;
+    last_remove_fresh = fresh;
     if (fail) return 0;
     void* first = nullptr;
     void* last = nullptr;
-    for (int i = 0; i < n; ++i) {
+    int got = 0;
+    for (; got < n; ++got) {
       void* o;
-      if (!pool[cls].empty()) {
+      if (!pool[cls].empty()) {  // came back earlier
         o = pool[cls].back();
         pool[cls].pop_back();
-      } else {
+      } else if (fresh-- > 0) {  // never used
         cells.emplace_back();
         o = &cells.back();
+      } else {
+        break;
       }
       out[o] = cls;
       if (last == nullptr) first = o; else *static_cast<void**>(last) = o;
@@ -44,8 +48,8 @@ struct FakeBackend {
     *static_cast<void**>(last) = nullptr;
     *head = first;
     *tail = last;
-    removed += size_t(n);
-    return n;
+    removed += size_t(got);
+    return got;
   }
 
   void ReturnToSpans(size_t cls, void* head, int n) {
@@ -91,7 +95,7 @@ struct FakeBackend {
   std::vector<void*> pool[kNumClasses];
   std::unordered_map<void*, size_t> out;  // objects outside the backend
   size_t remove_calls = 0, insert_calls = 0, span_returns = 0, removed = 0, inserted = 0, errors = 0;
-  int last_remove_n = 0, last_insert_n = 0;
+  int last_remove_n = 0, last_remove_fresh = 0, last_insert_n = 0;
   bool fail = false;
 };
 
@@ -165,7 +169,10 @@ TEST(ThreadCache, ActivateSetsOneBatchPerList) {
 
 class ThreadCachePerClass : public ::testing::TestWithParam<size_t> {};
 
-TEST_P(ThreadCachePerClass, RefillTakesABatchAndTheLimitGrowsToTheCap) {
+// With nothing that came back to the backend, every object is fresh: the
+// refills take 1, 2, 4, ... objects up to a batch, and the limit grows by
+// what each took.
+TEST_P(ThreadCachePerClass, RefillTakesFreshObjectsInDoublingStepsAndTheLimitGrowsToTheCap) {
   const size_t cls = GetParam();
   const uint32_t batch = Info(cls).batch;
   const uint32_t cap = Cache::MaxListLength(cls);
@@ -174,7 +181,8 @@ TEST_P(ThreadCachePerClass, RefillTakesABatchAndTheLimitGrowsToTheCap) {
   tc.Activate(kHuge);
   std::vector<void*> held;
   uint32_t expect_max = batch;
-  const size_t refills = cap / batch + 4;
+  uint32_t expect_got = 1;
+  const size_t refills = cap / batch + 10;
   for (size_t r = 0; r < refills; ++r) {
     ASSERT_EQ(tc.lists[cls].length(), 0u);
     size_t calls = b.remove_calls;
@@ -183,8 +191,10 @@ TEST_P(ThreadCachePerClass, RefillTakesABatchAndTheLimitGrowsToTheCap) {
     held.push_back(p);
     ASSERT_EQ(b.remove_calls, calls + 1);
     ASSERT_EQ(b.last_remove_n, int(batch));
-    ASSERT_EQ(tc.lists[cls].length(), batch - 1);
-    if (expect_max < cap) expect_max = std::min(expect_max + batch, cap);
+    ASSERT_EQ(b.last_remove_fresh, int(expect_got)) << "refill " << r;
+    ASSERT_EQ(tc.lists[cls].length(), expect_got - 1) << "refill " << r;
+    expect_max = std::min(expect_max + expect_got, cap);
+    expect_got = std::min(2 * expect_got, batch);
     ASSERT_LE(tc.lists[cls].max, cap) << "refill " << r << ": the limit went past MaxListLength";
     ASSERT_EQ(tc.lists[cls].max, expect_max) << "refill " << r;
     ASSERT_TRUE(ListOk(tc, cls));
@@ -198,6 +208,33 @@ TEST_P(ThreadCachePerClass, RefillTakesABatchAndTheLimitGrowsToTheCap) {
   EXPECT_EQ(st.misses, refills);
   EXPECT_EQ(st.hits, held.size() - refills);
   for (void* p : held) Push(tc, cls, p, b);
+  tc.FlushAll(b);
+  EXPECT_EQ(b.out.size(), 0u);
+  EXPECT_EQ(b.errors, 0u);
+}
+
+// Objects that came back cost no new pages: the first refill of a class
+// takes a whole batch of them, fresh ones only to make up the start step.
+TEST_P(ThreadCachePerClass, RefillTakesAWholeBatchOfObjectsThatCameBack) {
+  const size_t cls = GetParam();
+  const uint32_t batch = Info(cls).batch;
+  FakeBackend b;
+  std::vector<void*> objs;
+  for (uint32_t i = 0; i < batch; ++i) {
+    void* head = nullptr;
+    void* tail = nullptr;
+    ASSERT_EQ(b.RemoveRange(cls, &head, &tail, 1), 1);
+    objs.push_back(head);
+  }
+  for (void* o : objs) b.InsertRange(cls, o, o, 1);  // back into the pool
+  ASSERT_EQ(b.pool[cls].size(), size_t(batch));
+  Cache tc{};
+  tc.Activate(kHuge);
+  void* p = Pop(tc, cls, b);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(tc.lists[cls].length(), batch - 1);
+  EXPECT_EQ(b.cells.size(), size_t(batch)) << "no fresh object was needed";
+  Push(tc, cls, p, b);
   tc.FlushAll(b);
   EXPECT_EQ(b.out.size(), 0u);
   EXPECT_EQ(b.errors, 0u);
@@ -487,6 +524,7 @@ TEST_F(ThreadCacheIdle, AClassNoLongerAllocatedGoesBackWhole) {
   SlowEvents(2 * int(Cache::kCheckPeriod));
   EXPECT_EQ(tc.lists[idle].length(), 0u);
   EXPECT_EQ(tc.lists[idle].max, uint32_t(Info(idle).batch)) << "the limit starts over";
+  EXPECT_EQ(tc.fresh[idle], 1u) << "and so does the fresh step";
   EXPECT_EQ(b.span_returns, 1u) << "one chain, into the spans (not the transfer cache)";
   EXPECT_EQ(b.OutOf(idle), 0u);
   EXPECT_TRUE(ListOk(tc, idle));
