@@ -172,6 +172,7 @@ void ThreadInit(ThreadCacheT* tc) {
     if (g_registry != nullptr) g_registry->reg_prev = tc;
     g_registry = tc;
     threads = ++g_threads;
+    g_heap.large.set_threaded(threads > 1);
   }
   // Checking mode: no object checks in the lists, so every free reaches
   // the slow path (and lists stay empty, so every malloc does too).
@@ -190,6 +191,7 @@ void ThreadExit(void* arg) {
   if (tc->reg_prev != nullptr) tc->reg_prev->reg_next = tc->reg_next; else g_registry = tc->reg_next;
   if (tc->reg_next != nullptr) tc->reg_next->reg_prev = tc->reg_prev;
   --g_threads;
+  g_heap.large.set_threaded(g_threads > 1);
   g_dead.Add(*tc);
 }
 

@@ -547,6 +547,31 @@ TEST_F(LargeCacheTest, TheCacheFollowsTheLiveLargeBytes) {
   EXPECT_EQ(os.bad_unmaps, 0u);
 }
 
+// With more than one thread allocating, munmap costs a TLB shootdown on
+// the other cores, and the cache keeps a higher floor.
+TEST_F(LargeCacheTest, TheFloorIsHigherWhileThreadsAllocate) {
+  using L = LargeHeap<FakeOs>;
+  static_assert(L::kCacheFloorThreadedBytes >= 8 * kMiB);
+  large.set_threaded(true);
+  std::vector<void*> v;
+  for (int i = 0; i < 8; ++i) v.push_back(large.Alloc(kMiB, kPageSize));
+  const size_t unmaps = os.unmaps;
+  for (void* p : v) large.Free(SpanAt(p), os.now_ms);
+  EXPECT_EQ(os.unmaps, unmaps) << "8 MiB fit under the threaded floor";
+  EXPECT_EQ(large.Stats().cached_bytes, 8 * kMiB);
+  // One thread again: the next mapping cached brings the cache down to the
+  // single-threaded floor.
+  large.set_threaded(false);
+  void* p = large.Alloc(3 * kMiB, kPageSize);  // takes no cached mapping whole: grows one
+  ASSERT_NE(p, nullptr);
+  large.Free(SpanAt(p), os.now_ms);
+  LargeStats st = large.Stats();
+  EXPECT_LE(st.cached_bytes, std::max<size_t>(L::kCacheFloorBytes, 3 * kMiB));
+  EXPECT_GT(os.unmaps, unmaps);
+  large.Purge(UINT64_MAX);
+  EXPECT_EQ(os.bad_unmaps, 0u);
+}
+
 TEST_F(LargeCacheTest, AlignedMappingsAreNotCached) {
   void* p = large.Alloc(kMiB, 4 * kMiB);
   ASSERT_NE(p, nullptr);
