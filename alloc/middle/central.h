@@ -108,7 +108,7 @@ class CentralList {
     while (got < n) {
       Span* s = FullestPartial();
       if (s == nullptr) {
-        if (!fresh_left) break;
+        if (!fresh_left && empty_.empty()) break;  // a kept empty span's objects came back
         s = TakeSpanLocked();
         if (s == nullptr) break;
       }

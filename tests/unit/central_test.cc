@@ -259,6 +259,28 @@ TEST_F(CentralTest, FreshBoundsOnlyNeverUsedObjects) {
   EXPECT_TRUE(h.Checked());
 }
 
+// Objects back in a span kept empty came back too: no fresh allowance
+// needed for them.
+TEST_F(CentralTest, AKeptEmptySpanServesWithoutFreshObjects) {
+  Use(SizeToClass(4096));
+  const int batch = Info(cls_).batch;
+  ASSERT_GE(batch, 4);
+  std::vector<void*> three = Take(c, 3);
+  Give(c, three);
+  ASSERT_EQ(c.Stats().empty_spans, 1u);
+  void* head;
+  void* tail;
+  EXPECT_EQ(c.RemoveRange(&head, &tail, batch, 0), 3);
+  std::vector<void*> again;
+  for (void* o = head; o != nullptr; o = *static_cast<void**>(o)) again.push_back(o);
+  std::sort(three.begin(), three.end());
+  std::sort(again.begin(), again.end());
+  EXPECT_EQ(three, again);
+  EXPECT_EQ(c.Stats().span_allocs, 1u);
+  Give(c, again);
+  EXPECT_TRUE(h.Checked());
+}
+
 TEST_F(CentralTest, SpanStatesFullPartialEmpty) {
   size_t cls = ClassWithObjects(8, 64);
   ASSERT_NE(cls, 0u);
