@@ -15,8 +15,9 @@
 // to the central list, but of never-used memory only 1, 2, 4, ... objects
 // (fresh[]), doubling up to a batch: linking a fresh batch touches every
 // object in it, and a batch is up to 64 KiB, which a thread that mallocs
-// one object of a class would otherwise pay for in resident pages. The bytes cached by one thread are bounded by its
-// budget, which shrinks as threads multiply (see SetBudget).
+// one object of a class would otherwise pay for in resident pages. The
+// bytes cached by one thread are bounded by its budget, which shrinks as
+// threads multiply (see SetBudget).
 //
 // Idle lists: every kCheckPeriod slow events, a list longer than one
 // batch whose class served no malloc since the previous round goes back

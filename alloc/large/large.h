@@ -26,9 +26,9 @@
 // made mstress (threads passing 64 KiB-4 MiB blocks) 1.41x slower than
 // tcmalloc; with the higher floor 1.07x, and 0.2 MiB more peak RSS. A
 // single-threaded program (python3, g++, sqlite3) keeps the low floor.
-// Measured in one run
-// on malloc-large (20 buffers of 5-25 MiB replaced at random), then
-// realloc-growth and python3 peak RSS:
+//
+// The cache's design, measured in one run on malloc-large (20 buffers of
+// 5-25 MiB replaced at random), then realloc-growth and python3 peak RSS:
 //   whole mappings reused for requests down to 1/4 (before): 0.60 s and
 //     515 MiB; 334 MiB; 64 MiB
 //   cut down, the rest unmapped: 1.12 s and 347 MiB; 267 MiB; 63 MiB
