@@ -45,6 +45,21 @@ std::vector<void*> Take(Central& c, int n, int expect = -1) {
   return out;
 }
 
+// RemoveRange with a fresh allowance; the chain as a sorted vector.
+std::vector<void*> TakeSorted(Central& c, int n, int fresh) {
+  void* head = nullptr;
+  void* tail = nullptr;
+  int got = c.RemoveRange(&head, &tail, n, fresh);
+  std::vector<void*> out;
+  for (void* o = got > 0 ? head : nullptr; o != nullptr; o = *static_cast<void**>(o)) out.push_back(o);
+  EXPECT_EQ(out.size(), size_t(got));
+  if (got > 0) {
+    EXPECT_EQ(out.back(), tail);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 void Give(Central& c, const std::vector<void*>& objs) {
   if (objs.empty()) return;
   for (size_t i = 0; i + 1 < objs.size(); ++i) *static_cast<void**>(objs[i]) = objs[i + 1];
@@ -234,11 +249,8 @@ TEST_F(CentralTest, FreshBoundsOnlyNeverUsedObjects) {
   EXPECT_EQ(h.heap.Stats().used_pages, span_pages());
   // Back to the span: taken again with no fresh allowance, and no more.
   Give(c, three);
-  EXPECT_EQ(c.RemoveRange(&head, &tail, batch, 0), 3);
-  std::vector<void*> again;
-  for (void* o = head; o != nullptr; o = *static_cast<void**>(o)) again.push_back(o);
+  std::vector<void*> again = TakeSorted(c, batch, 0);
   std::sort(three.begin(), three.end());
-  std::sort(again.begin(), again.end());
   EXPECT_EQ(three, again);
   EXPECT_EQ(c.RemoveRange(&head, &tail, batch, 0), 0) << "nothing came back, nothing fresh allowed";
   // A whole batch through the transfer cache comes back whole.
@@ -268,13 +280,8 @@ TEST_F(CentralTest, AKeptEmptySpanServesWithoutFreshObjects) {
   std::vector<void*> three = Take(c, 3);
   Give(c, three);
   ASSERT_EQ(c.Stats().empty_spans, 1u);
-  void* head;
-  void* tail;
-  EXPECT_EQ(c.RemoveRange(&head, &tail, batch, 0), 3);
-  std::vector<void*> again;
-  for (void* o = head; o != nullptr; o = *static_cast<void**>(o)) again.push_back(o);
+  std::vector<void*> again = TakeSorted(c, batch, 0);
   std::sort(three.begin(), three.end());
-  std::sort(again.begin(), again.end());
   EXPECT_EQ(three, again);
   EXPECT_EQ(c.Stats().span_allocs, 1u);
   Give(c, again);
