@@ -441,6 +441,20 @@ size_t UsableSize(const void* p) {
   return s->bytes;
 }
 
+// Whether realloc of a small object of class `cls` down to `size` moves it
+// to a smaller class: when that class is at most 3/4 of the old one, so a
+// block shrunk in place wastes less than a quarter beyond class rounding.
+// Never keeping it is what bloated python3 (PYTHONMALLOC=malloc): its
+// string formatting allocates ~160 bytes and shrinks the result to ~50, and
+// 80,000 such strings kept 160-byte blocks (peak RSS 62.4 -> 54.2 MiB with
+// the move; glibc shrinks in place, mimalloc and tcmalloc move below half).
+// A smaller saving is not worth a copy, and a move between neighbouring
+// classes could ping-pong with a buffer resized up and down around a class
+// boundary.
+static bool ShrinkMoves(size_t cls, size_t size) {
+  return Info(SizeToClass(size)).size <= Info(cls).size / 4 * 3;
+}
+
 void* Realloc(void* p, size_t size) {
   if (p == nullptr) return Malloc(size);
   if (size == 0) {
@@ -464,7 +478,14 @@ void* Realloc(void* p, size_t size) {
     if (s->state == SpanState::kLarge) return g_heap.large.Realloc(s, size);
     old_size = s->bytes;
   }
-  if (size <= old_size) return p;
+  if (size <= old_size) {
+    if (cls == 0 || !ShrinkMoves(cls, size)) return p;
+    void* q = Malloc(size);
+    if (q == nullptr) return p;  // keeping the block is still a valid answer
+    memcpy(q, p, size);
+    Free(p);
+    return q;
+  }
   void* q = Malloc(size);
   if (q == nullptr) return nullptr;
   memcpy(q, p, old_size);

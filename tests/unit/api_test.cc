@@ -210,11 +210,40 @@ TEST(Api, ReallocWithinTheUsableSizeKeepsThePointer) {
     size_t usable = strata_usable_size(p);
     Fill(p, usable, 11);
     EXPECT_EQ(strata_realloc(p, usable), p) << n;
-    EXPECT_EQ(strata_realloc(p, n / 2 + 1), p) << n;
-    EXPECT_EQ(strata_realloc(p, 1), p) << n;
+    EXPECT_EQ(strata_realloc(p, n), p) << n;
+    // Down to anything that keeps at least 3/4 of the class: in place.
+    size_t smallest_kept = usable;
+    while (smallest_kept > 1 &&
+           Info(SizeToClass(smallest_kept - 1)).size > usable / 4 * 3) {
+      --smallest_kept;
+    }
+    EXPECT_EQ(strata_realloc(p, smallest_kept), p) << n;
+    EXPECT_EQ(strata_usable_size(p), usable) << n;
     EXPECT_TRUE(Intact(p, usable, 11));
     strata_free(p);
   }
+}
+
+// A block shrunk to a class at most 3/4 of its own moves there, so the
+// bytes it no longer needs are not held (python3 shrinks most of its
+// strings right after making them).
+TEST(Api, ReallocShrinkingFarMovesToASmallerClass) {
+  for (size_t n : {size_t(160), size_t(1000), size_t(5000), size_t(100000)}) {
+    char* p = static_cast<char*>(strata_malloc(n));
+    Fill(p, n, 14);
+    const size_t to = n / 3;
+    char* q = static_cast<char*>(strata_realloc(p, to));
+    ASSERT_NE(q, nullptr) << n;
+    EXPECT_NE(q, p) << n;
+    EXPECT_EQ(strata_usable_size(q), Info(SizeToClass(to)).size) << n;
+    EXPECT_LT(strata_usable_size(q), Info(SizeToClass(n)).size) << n;
+    EXPECT_TRUE(Intact(q, to, 14)) << n;
+    strata_free(q);
+  }
+  // The smallest class has nowhere smaller to go.
+  void* p = strata_malloc(16);
+  EXPECT_EQ(strata_realloc(p, 1), p);
+  strata_free(p);
 }
 
 TEST(Api, ReallocGrowthKeepsContents) {
