@@ -21,6 +21,8 @@
 // list lock (order: central -> page heap -> arena/page-map leaves).
 #pragma once
 
+#include <atomic>
+
 #include "alloc/back/arena.h"
 #include "alloc/back/page_map.h"
 #include "alloc/back/span.h"
@@ -102,6 +104,29 @@ class PageHeap {
   size_t ReleaseAll() {
     LockGuard g(lock_);
     return ReleaseWhere(UINT64_MAX);
+  }
+
+  // Pages handed out since the last call that were not resident (released
+  // or never touched): what the heap's growth costs in RSS, for the
+  // exchange with the large cache (alloc/strata.cc). Lock-free.
+  size_t TakeFaultingPages() {
+    if (faulting_pages_.load(std::memory_order_relaxed) == 0) return 0;
+    return faulting_pages_.exchange(0, std::memory_order_relaxed);
+  }
+
+  // Releases resident free blocks idle since before `cutoff_ms`, largest
+  // first, until at least `bytes` went back (or none is left). Returns the
+  // bytes released.
+  size_t ReleaseIdleBytes(size_t bytes, uint64_t cutoff_ms) {
+    LockGuard g(lock_);
+    size_t released = 0;
+    for (unsigned k = kNumOrders; k-- > 0 && released < bytes;) {
+      for (Span* s = free_[k].head; s != nullptr && released < bytes; s = s->next) {
+        if (s->free_since_ms <= cutoff_ms) released += ReleaseBlockLocked(s);
+      }
+    }
+    stats_.released_bytes_total += released;
+    return released;
   }
 
   PageHeapStats Stats() {
@@ -189,6 +214,7 @@ class PageHeap {
       map_->SetSpan(upper->start, upper);
       free_[k].Push(upper);
     }
+    if (s->clean_pages != 0) faulting_pages_.fetch_add(s->clean_pages, std::memory_order_relaxed);
     s->clean_pages = 0;
     s->next = s->prev = nullptr;
     return s;
@@ -310,14 +336,20 @@ class PageHeap {
     size_t released = use_brk_ ? ShrinkBreakLocked(cutoff) : 0;
     for (unsigned k = 0; k < kNumOrders; ++k) {
       for (Span* s = free_[k].head; s != nullptr; s = s->next) {
-        uint32_t pages = uint32_t(s->pages().n);
-        if (s->clean_pages == pages || s->free_since_ms > cutoff) continue;
-        os_->Release(reinterpret_cast<void*>(s->start), s->pages().bytes(), lazy_release_);
-        released += size_t(pages - s->clean_pages) << kPageShift;
-        s->clean_pages = pages;
+        if (s->free_since_ms <= cutoff) released += ReleaseBlockLocked(s);
       }
     }
     stats_.released_bytes_total += released;
+    return released;
+  }
+
+  // Returns the free block s's resident pages to the OS. Lock held.
+  size_t ReleaseBlockLocked(Span* s) {
+    uint32_t pages = uint32_t(s->pages().n);
+    if (s->clean_pages == pages) return 0;
+    os_->Release(reinterpret_cast<void*>(s->start), s->pages().bytes(), lazy_release_);
+    size_t released = size_t(pages - s->clean_pages) << kPageShift;
+    s->clean_pages = pages;
     return released;
   }
 
@@ -331,6 +363,7 @@ class PageHeap {
   PageHeapStats stats_;
   uint64_t used_pages_ = 0;
   uint64_t next_decay_check_ms_ = 0;
+  std::atomic<size_t> faulting_pages_{0};  // added to under lock_, taken without
   // Zero (return at once) until the owner sets it. Every default in the
   // heap is zero, so that the global heap lands in .bss (see Heap).
   int64_t decay_ms_ = 0;

@@ -89,6 +89,7 @@ class LargeHeap {
   void set_decay_ms(int64_t ms) { decay_ms_ = ms; }
   // Whether more than one thread allocates now (the glue keeps it).
   void set_threaded(bool t) { threaded_.store(t, std::memory_order_relaxed); }
+  bool threaded() const { return threaded_.load(std::memory_order_relaxed); }
 
   // 0 when no mapping can hold `size`. A zero-byte request gets a page.
   static size_t MappingSize(size_t size) {
@@ -111,6 +112,7 @@ class LargeHeap {
     // rest) and retries: see ReclaimAddressSpace in alloc/strata.cc.
     void* mem = os_->Map(bytes, align);
     if (mem == nullptr) return nullptr;
+    fresh_bytes_.fetch_add(bytes, std::memory_order_relaxed);
     if (!map_->Ensure(uintptr_t(mem), kPageSize)) {
       os_->Unmap(mem, bytes);
       return nullptr;
@@ -173,6 +175,34 @@ class LargeHeap {
     }
     return UnmapEvicted(evicted, n);
   }
+  // Unmaps cached mappings idle since before `cutoff_ms`, oldest first,
+  // until at least `bytes` went back. Returns the bytes unmapped.
+  size_t PurgeBytes(size_t bytes, uint64_t cutoff_ms) {
+    Span* evicted[kMaxCacheSlots];
+    size_t n = 0;
+    {
+      LockGuard g(lock_);
+      size_t got = 0;
+      for (size_t i = 0; i < cache_n_ && got < bytes;) {
+        if (cache_[i]->free_since_ms <= cutoff_ms) {
+          got += cache_[i]->bytes;
+          evicted[n++] = RemoveCachedLocked(i);
+        } else {
+          ++i;
+        }
+      }
+    }
+    return UnmapEvicted(evicted, n);
+  }
+
+  // Bytes of new mappings (and of growth by mremap) since the last call:
+  // what large objects cost in RSS, at most, for the exchange with the
+  // page heap (alloc/strata.cc). Lock-free.
+  size_t TakeFreshBytes() {
+    if (fresh_bytes_.load(std::memory_order_relaxed) == 0) return 0;
+    return fresh_bytes_.exchange(0, std::memory_order_relaxed);
+  }
+
   size_t PurgeIdle(uint64_t now_ms) {
     uint64_t cutoff;
     return DecayCutoff(decay_ms_, now_ms, &cutoff) ? Purge(cutoff) : 0;
@@ -353,6 +383,7 @@ class LargeHeap {
   // records where it is now. nullptr (and nothing changed) on failure.
   void* Move(Span* s, size_t bytes) {
     void* old = reinterpret_cast<void*>(s->start);
+    if (bytes > s->bytes) fresh_bytes_.fetch_add(bytes - s->bytes, std::memory_order_relaxed);
     void* mem = nullptr;
     if (s->order == 0) {
       mem = os_->Remap(old, s->bytes, bytes);
@@ -399,6 +430,7 @@ class LargeHeap {
   size_t cache_n_ = 0;
   size_t cache_bytes_ = 0;
   std::atomic<bool> threaded_{false};
+  std::atomic<size_t> fresh_bytes_{0};
   int64_t decay_ms_ = 0;  // no cache until the owner sets it (zero: see Heap)
   LargeStats stats_;
 };

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include <chrono>
 #include <memory>
 #include <set>
 #include <thread>
@@ -368,6 +369,43 @@ TEST(Api, ReleaseReturnsMemoryAfterFreeingALot) {
   auto s = Snap();
   EXPECT_EQ(s->pages.released_pages, s->pages.free_pages) << "every free page is released";
   EXPECT_EQ(strata_release(), 0u) << "nothing left to release";
+}
+
+// The exchange between the page heap and the large cache (alloc/strata.cc):
+// in a single-threaded process, what one side maps anew the other gives
+// back from what it held idle for 50 ms.
+TEST(Api, ANewLargeMappingTakesBackIdleFreePages) {
+  std::vector<void*> ps;
+  for (int i = 0; i < 1024; ++i) {
+    void* p = strata_malloc(32 * 1024);
+    ASSERT_NE(p, nullptr);
+    memset(p, 1, 32 * 1024);
+    ps.push_back(p);
+  }
+  for (void* p : ps) strata_free(p);
+  auto before = Snap();
+  ASSERT_GE(before->pages.free_pages - before->pages.released_pages, size_t(4) << (20 - kPageShift))
+      << "freed spans went back to the page heap, resident";
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  void* big = strata_malloc(size_t(4) << 20);
+  ASSERT_NE(big, nullptr);
+  auto after = Snap();
+  EXPECT_GE(after->pages.released_bytes_total - before->pages.released_bytes_total, size_t(4) << 20);
+  strata_free(big);
+}
+
+TEST(Api, PageHeapGrowthTakesBackIdleLargeMappings) {
+  strata_release();  // no free page is resident: what the page heap hands out next faults in
+  void* big = strata_malloc(size_t(4) << 20);
+  ASSERT_NE(big, nullptr);
+  memset(big, 1, size_t(4) << 20);
+  strata_free(big);
+  ASSERT_EQ(Snap()->large.cached_bytes, size_t(4) << 20) << "the mapping freed last is kept";
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  std::vector<void*> ps;
+  for (int i = 0; i < 256; ++i) ps.push_back(strata_malloc(32 * 1024));  // 8 MiB of new pages
+  EXPECT_EQ(Snap()->large.cached_bytes, 0u);
+  for (void* p : ps) strata_free(p);
 }
 
 // ---- threads ----

@@ -572,6 +572,43 @@ TEST_F(LargeCacheTest, TheFloorIsHigherWhileThreadsAllocate) {
   EXPECT_EQ(os.bad_unmaps, 0u);
 }
 
+// The exchange with the page heap (alloc/strata.cc): what large objects
+// map anew is counted, and idle cached mappings go back oldest first.
+TEST_F(LargeCacheTest, NewMappingsAndGrowthAreCountedAsFresh) {
+  EXPECT_EQ(large.TakeFreshBytes(), 0u);
+  void* p = large.Alloc(kMiB, kPageSize);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(large.TakeFreshBytes(), kMiB);
+  EXPECT_EQ(large.TakeFreshBytes(), 0u) << "taken once";
+  large.Free(SpanAt(p), os.now_ms);
+  void* q = large.Alloc(kMiB, kPageSize);
+  EXPECT_EQ(q, p);
+  EXPECT_EQ(large.TakeFreshBytes(), 0u) << "a cached mapping reused is not fresh";
+  void* r = large.Realloc(SpanAt(q), 3 * kMiB);
+  ASSERT_NE(r, nullptr);
+  EXPECT_GE(large.TakeFreshBytes(), 2 * kMiB) << "growth by mremap";
+  large.Free(SpanAt(r), os.now_ms);
+  large.Purge(UINT64_MAX);
+}
+
+TEST_F(LargeCacheTest, PurgeBytesUnmapsIdleMappingsOldestFirst) {
+  large.set_threaded(true);  // a floor that keeps all three
+  void* a = large.Alloc(kMiB, kPageSize);
+  void* b = large.Alloc(2 * kMiB, kPageSize);
+  void* c = large.Alloc(kMiB, kPageSize);
+  const uint64_t t = os.now_ms;
+  large.Free(SpanAt(a), t);
+  large.Free(SpanAt(b), t + 1);
+  large.Free(SpanAt(c), t + 10);
+  ASSERT_EQ(large.Stats().cached, 3u);
+  EXPECT_EQ(large.PurgeBytes(kPageSize, t + 5), kMiB) << "the oldest is enough";
+  EXPECT_EQ(large.PurgeBytes(10 * kMiB, t + 5), 2 * kMiB) << "c is too young";
+  EXPECT_EQ(large.Stats().cached, 1u);
+  EXPECT_EQ(large.PurgeBytes(10 * kMiB, t + 10), kMiB);
+  EXPECT_EQ(large.Stats().cached, 0u);
+  EXPECT_EQ(os.bad_unmaps, 0u);
+}
+
 TEST_F(LargeCacheTest, AlignedMappingsAreNotCached) {
   void* p = large.Alloc(kMiB, 4 * kMiB);
   ASSERT_NE(p, nullptr);

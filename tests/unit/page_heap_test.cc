@@ -591,5 +591,56 @@ TEST_F(PageHeapDecay, ZeroDecayReleasesEveryFreeAtOnce) {
   EXPECT_EQ(st.released_pages, st.free_pages) << "a free in the same millisecond stayed resident";
 }
 
+// ---- the exchange with the large cache (alloc/strata.cc) ----
+
+TEST_F(PageHeapDecay, HandingOutReleasedOrNewPagesCountsThemAsFaulting) {
+  EXPECT_EQ(h.heap.TakeFaultingPages(), 0u);
+  Span* a = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);  // from a new chunk
+  Span* buddy = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);  // so that a never merges
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(buddy, nullptr);
+  EXPECT_EQ(h.heap.TakeFaultingPages(), 16u);
+  EXPECT_EQ(h.heap.TakeFaultingPages(), 0u) << "taken once";
+  h.heap.Free(a);
+  Span* b = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);  // the same block, still resident
+  ASSERT_EQ(b, a);
+  EXPECT_EQ(h.heap.TakeFaultingPages(), 0u);
+  h.heap.Free(b);
+  ASSERT_EQ(h.heap.ReleaseAll(), 8 * kPageSize);
+  Span* c = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(h.heap.TakeFaultingPages(), 8u) << "released pages fault in again";
+  h.heap.Free(c);
+  h.heap.Free(buddy);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+TEST_F(PageHeapDecay, ReleaseIdleBytesTakesIdleBlocksLargestFirstUntilEnough) {
+  // Blocks of 1, 2, 4 and 8 pages, each apart (a used block between them).
+  std::vector<Span*> freed, used;
+  for (unsigned k = 0; k < 4; ++k) {
+    freed.push_back(h.heap.Alloc(Order{k}, SpanState::kSmall, 1));
+    used.push_back(h.heap.Alloc(Order{k}, SpanState::kSmall, 1));
+  }
+  const uint64_t t = h.os.now_ms;
+  for (Span* s : freed) h.heap.Free(s);
+  h.os.now_ms = t + 5;
+  Span* young = h.heap.Alloc(Order{5}, SpanState::kSmall, 1);
+  h.heap.Free(young);  // 32 pages, but freed after the cutoff below
+  h.heap.TakeFaultingPages();
+
+  EXPECT_EQ(h.heap.ReleaseIdleBytes(5 * kPageSize, t), 8 * kPageSize) << "the 8-page block covers it";
+  EXPECT_EQ(h.os.releases, 1u);
+  EXPECT_EQ(h.heap.ReleaseIdleBytes(5 * kPageSize, t), 6 * kPageSize) << "then 4 and 2 pages";
+  EXPECT_EQ(h.heap.ReleaseIdleBytes(100 * kPageSize, t), 1 * kPageSize) << "all that is idle: the last page";
+  EXPECT_EQ(h.heap.ReleaseIdleBytes(100 * kPageSize, t), 0u) << "the young block stays";
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.free_pages - st.released_pages, 32u);
+  EXPECT_EQ(h.heap.ReleaseIdleBytes(1, t + 5), 32 * kPageSize);
+  EXPECT_TRUE(h.Checked());
+  for (Span* s : used) h.heap.Free(s);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
 }  // namespace
 }  // namespace strata
