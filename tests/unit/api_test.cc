@@ -355,15 +355,20 @@ TEST(Api, PageAlignedSmallRequestsComeFromTheirClass) {
 
 // ---- returning memory ----
 
-TEST(Api, ReleaseReturnsMemoryAfterFreeingALot) {
+// Allocates n blocks of 32 KiB, writes every byte, frees them all.
+void AllocTouchAndFree(int n) {
   std::vector<void*> ps;
-  for (int i = 0; i < 2000; ++i) {
+  for (int i = 0; i < n; ++i) {
     void* p = strata_malloc(32 * 1024);
     ASSERT_NE(p, nullptr);
     memset(p, 1, 32 * 1024);
     ps.push_back(p);
   }
   for (void* p : ps) strata_free(p);
+}
+
+TEST(Api, ReleaseReturnsMemoryAfterFreeingALot) {
+  AllocTouchAndFree(2000);
   size_t released = strata_release();
   EXPECT_GT(released, size_t(32) << 20) << "most of 64 MiB of freed objects";
   auto s = Snap();
@@ -375,14 +380,7 @@ TEST(Api, ReleaseReturnsMemoryAfterFreeingALot) {
 // in a single-threaded process, what one side maps anew the other gives
 // back from what it held idle for 50 ms.
 TEST(Api, ANewLargeMappingTakesBackIdleFreePages) {
-  std::vector<void*> ps;
-  for (int i = 0; i < 1024; ++i) {
-    void* p = strata_malloc(32 * 1024);
-    ASSERT_NE(p, nullptr);
-    memset(p, 1, 32 * 1024);
-    ps.push_back(p);
-  }
-  for (void* p : ps) strata_free(p);
+  AllocTouchAndFree(1024);
   auto before = Snap();
   ASSERT_GE(before->pages.free_pages - before->pages.released_pages, size_t(4) << (20 - kPageShift))
       << "freed spans went back to the page heap, resident";
