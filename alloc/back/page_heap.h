@@ -115,15 +115,21 @@ class PageHeap {
   }
 
   // Releases resident free blocks idle since before `cutoff_ms`, largest
-  // first, until at least `bytes` went back (or none is left). Returns the
-  // bytes released.
+  // first, until at least `bytes` went back (or none is left), looking at
+  // no more than kReleaseScanLimit blocks: a heap fragmented into many
+  // small free blocks, mostly released already, must not make every large
+  // allocation walk them all. Returns the bytes released.
+  static constexpr size_t kReleaseScanLimit = 1024;
   size_t ReleaseIdleBytes(size_t bytes, uint64_t cutoff_ms) {
     LockGuard g(lock_);
     size_t released = 0;
+    size_t looked = 0;
     for (unsigned k = kNumOrders; k-- > 0 && released < bytes;) {
       for (Span* s = free_[k].head; s != nullptr && released < bytes; s = s->next) {
+        if (++looked > kReleaseScanLimit) break;
         if (s->free_since_ms <= cutoff_ms) released += ReleaseBlockLocked(s);
       }
+      if (looked > kReleaseScanLimit) break;
     }
     stats_.released_bytes_total += released;
     return released;
