@@ -342,11 +342,8 @@ constexpr uint64_t kExchangeIdleMs = 50;
 bool ExchangeOn(uint64_t* cutoff) {
   const int64_t decay = g_heap.options.decay_ms;
   if (decay <= 0 || g_heap.large.threaded()) return false;
-  const uint64_t idle = uint64_t(decay) < kExchangeIdleMs ? uint64_t(decay) : kExchangeIdleMs;
-  const uint64_t now = RealOs::NowMs();
-  if (now < idle) return false;
-  *cutoff = now - idle;
-  return true;
+  const int64_t idle = decay < int64_t(kExchangeIdleMs) ? decay : int64_t(kExchangeIdleMs);
+  return DecayCutoff(idle, RealOs::NowMs(), cutoff);
 }
 
 STRATA_COLD void ExchangeForLarge() {
@@ -535,17 +532,12 @@ void* Realloc(void* p, size_t size) {
     }
     old_size = s->bytes;
   }
-  if (size <= old_size) {
-    if (cls == 0 || !ShrinkMoves(cls, size)) return p;
-    void* q = Malloc(size);
-    if (q == nullptr) return p;  // keeping the block is still a valid answer
-    memcpy(q, p, size);
-    Free(p);
-    return q;
-  }
+  const bool shrink = size <= old_size;
+  if (shrink && (cls == 0 || !ShrinkMoves(cls, size))) return p;
   void* q = Malloc(size);
-  if (q == nullptr) return nullptr;
-  memcpy(q, p, old_size);
+  // A shrink that finds no room keeps the block: still a valid answer.
+  if (q == nullptr) return shrink ? p : nullptr;
+  memcpy(q, p, shrink ? size : old_size);
   Free(p);
   return q;
 }

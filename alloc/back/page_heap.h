@@ -124,12 +124,11 @@ class PageHeap {
     LockGuard g(lock_);
     size_t released = 0;
     size_t looked = 0;
-    for (unsigned k = kNumOrders; k-- > 0 && released < bytes;) {
-      for (Span* s = free_[k].head; s != nullptr && released < bytes; s = s->next) {
-        if (++looked > kReleaseScanLimit) break;
+    for (unsigned k = kNumOrders; k-- > 0 && released < bytes && looked < kReleaseScanLimit;) {
+      for (Span* s = free_[k].head; s != nullptr && released < bytes && looked < kReleaseScanLimit;
+           s = s->next, ++looked) {
         if (s->free_since_ms <= cutoff_ms) released += ReleaseBlockLocked(s);
       }
-      if (looked > kReleaseScanLimit) break;
     }
     stats_.released_bytes_total += released;
     return released;

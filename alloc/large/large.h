@@ -160,21 +160,7 @@ class LargeHeap {
 
   // Unmaps cached mappings idle since before `cutoff_ms` (all of them with
   // UINT64_MAX). Returns the bytes unmapped.
-  size_t Purge(uint64_t cutoff_ms) {
-    Span* evicted[kMaxCacheSlots];
-    size_t n = 0;
-    {
-      LockGuard g(lock_);
-      for (size_t i = 0; i < cache_n_;) {
-        if (cache_[i]->free_since_ms <= cutoff_ms) {
-          evicted[n++] = RemoveCachedLocked(i);
-        } else {
-          ++i;
-        }
-      }
-    }
-    return UnmapEvicted(evicted, n);
-  }
+  size_t Purge(uint64_t cutoff_ms) { return PurgeBytes(SIZE_MAX, cutoff_ms); }
   // Unmaps cached mappings idle since before `cutoff_ms`, oldest first,
   // until at least `bytes` went back. Returns the bytes unmapped.
   size_t PurgeBytes(size_t bytes, uint64_t cutoff_ms) {
