@@ -161,9 +161,14 @@ TEST(ThreadCache, ActivateSetsOneBatchPerList) {
     EXPECT_EQ(tc.lists[c].check.span_mask, ClassCheck(c).span_mask) << c;
     EXPECT_EQ(tc.lists[c].check.magic, ClassCheck(c).magic) << c;
     EXPECT_GE(Cache::MaxListLength(c), Info(c).batch) << c;
-    EXPECT_LE(size_t(Cache::MaxListLength(c)) * Info(c).size,
-              std::max<size_t>(Cache::kListCapBytes, size_t(Info(c).batch) * Info(c).size))
-        << c;
+    EXPECT_LE(Cache::MaxListLength(c), Info(c).batch * Cache::kMaxListBatches) << c;
+    if (Info(c).size <= Cache::kSmallListClassBytes) {
+      EXPECT_EQ(Cache::MaxListLength(c), Info(c).batch * Cache::kMaxListBatches) << c;
+    } else {
+      EXPECT_LE(size_t(Cache::MaxListLength(c)) * Info(c).size,
+                std::max<size_t>(Cache::kListCapBytes, size_t(Info(c).batch) * Info(c).size))
+          << c;
+    }
   }
 }
 
