@@ -157,6 +157,15 @@ size_t BudgetFor(size_t threads) {
   return budget < share ? budget : share;
 }
 
+// The number of threads with a cache changed (registry lock held). With
+// more than one, the large cache keeps a higher floor and the exchange
+// between the page heap and the large cache is off (see ExchangeOn), so
+// the page heap stops counting the pages it would trade.
+void NoteThreads(size_t threads) {
+  g_heap.large.set_threaded(threads > 1);
+  g_heap.pages.set_count_faulting(threads <= 1 && g_heap.options.decay_ms > 0);
+}
+
 void ThreadInit(ThreadCacheT* tc) {
   tc->state = CacheState::kInitializing;
   // pthread_setspecific may call calloc: served directly (state above).
@@ -172,7 +181,7 @@ void ThreadInit(ThreadCacheT* tc) {
     if (g_registry != nullptr) g_registry->reg_prev = tc;
     g_registry = tc;
     threads = ++g_threads;
-    g_heap.large.set_threaded(threads > 1);
+    NoteThreads(threads);
   }
   // Checking mode: no object checks in the lists, so every free reaches
   // the slow path (and lists stay empty, so every malloc does too).
@@ -191,7 +200,7 @@ void ThreadExit(void* arg) {
   if (tc->reg_prev != nullptr) tc->reg_prev->reg_next = tc->reg_next; else g_registry = tc->reg_next;
   if (tc->reg_next != nullptr) tc->reg_next->reg_prev = tc->reg_prev;
   --g_threads;
-  g_heap.large.set_threaded(g_threads > 1);
+  NoteThreads(g_threads);
   g_dead.Add(*tc);
 }
 

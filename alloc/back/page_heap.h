@@ -108,7 +108,11 @@ class PageHeap {
 
   // Pages handed out since the last call that were not resident (released
   // or never touched): what the heap's growth costs in RSS, for the
-  // exchange with the large cache (alloc/strata.cc). Lock-free.
+  // exchange with the large cache (alloc/strata.cc). Counted only while
+  // the owner says the exchange is on (set_count_faulting): elsewhere the
+  // counter stays zero and a reader's load finds its line in no other
+  // core's cache. Lock-free.
+  void set_count_faulting(bool on) { count_faulting_.store(on, std::memory_order_relaxed); }
   size_t TakeFaultingPages() {
     if (faulting_pages_.load(std::memory_order_relaxed) == 0) return 0;
     return faulting_pages_.exchange(0, std::memory_order_relaxed);
@@ -219,7 +223,9 @@ class PageHeap {
       map_->SetSpan(upper->start, upper);
       free_[k].Push(upper);
     }
-    if (s->clean_pages != 0) faulting_pages_.fetch_add(s->clean_pages, std::memory_order_relaxed);
+    if (s->clean_pages != 0 && count_faulting_.load(std::memory_order_relaxed)) {
+      faulting_pages_.fetch_add(s->clean_pages, std::memory_order_relaxed);
+    }
     s->clean_pages = 0;
     s->next = s->prev = nullptr;
     return s;
@@ -369,6 +375,7 @@ class PageHeap {
   uint64_t used_pages_ = 0;
   uint64_t next_decay_check_ms_ = 0;
   std::atomic<size_t> faulting_pages_{0};  // added to under lock_, taken without
+  std::atomic<bool> count_faulting_{false};
   // Zero (return at once) until the owner sets it. Every default in the
   // heap is zero, so that the global heap lands in .bss (see Heap).
   int64_t decay_ms_ = 0;

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <set>
@@ -356,19 +357,23 @@ TEST(Api, PageAlignedSmallRequestsComeFromTheirClass) {
 // ---- returning memory ----
 
 // Allocates n blocks of 32 KiB, writes every byte, frees them all.
+// Mallocs n blocks of 32 KiB, writes them and frees them all. A failed
+// malloc is a fatal failure of the caller, which wraps the call in
+// ASSERT_NO_FATAL_FAILURE; what was allocated is freed either way.
 void AllocTouchAndFree(int n) {
   std::vector<void*> ps;
   for (int i = 0; i < n; ++i) {
     void* p = strata_malloc(32 * 1024);
-    ASSERT_NE(p, nullptr);
+    if (p == nullptr) break;
     memset(p, 1, 32 * 1024);
     ps.push_back(p);
   }
   for (void* p : ps) strata_free(p);
+  ASSERT_EQ(ps.size(), size_t(n)) << "malloc(32 KiB) failed";
 }
 
 TEST(Api, ReleaseReturnsMemoryAfterFreeingALot) {
-  AllocTouchAndFree(2000);
+  ASSERT_NO_FATAL_FAILURE(AllocTouchAndFree(2000));
   size_t released = strata_release();
   EXPECT_GT(released, size_t(32) << 20) << "most of 64 MiB of freed objects";
   auto s = Snap();
@@ -380,7 +385,7 @@ TEST(Api, ReleaseReturnsMemoryAfterFreeingALot) {
 // in a single-threaded process, what one side maps anew the other gives
 // back from what it held idle for 50 ms.
 TEST(Api, ANewLargeMappingTakesBackIdleFreePages) {
-  AllocTouchAndFree(1024);
+  ASSERT_NO_FATAL_FAILURE(AllocTouchAndFree(1024));
   auto before = Snap();
   ASSERT_GE(before->pages.free_pages - before->pages.released_pages, size_t(4) << (20 - kPageShift))
       << "freed spans went back to the page heap, resident";
@@ -407,6 +412,33 @@ TEST(Api, PageHeapGrowthTakesBackIdleLargeMappings) {
 }
 
 // ---- threads ----
+
+// While a second thread allocates, the exchange is off: every munmap would
+// interrupt the other core (a TLB shootdown), so page-heap growth leaves
+// the large cache alone.
+TEST(ApiThreads, TheExchangeIsOffWhileAnotherThreadAllocates) {
+  std::atomic<int> step{0};
+  std::thread other([&] {
+    strata_free(strata_malloc(64));  // registers a second thread cache
+    step = 1;
+    while (step.load() != 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  while (step.load() != 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  strata_release();
+  void* big = strata_malloc(size_t(4) << 20);
+  ASSERT_NE(big, nullptr);
+  memset(big, 1, size_t(4) << 20);
+  strata_free(big);
+  const size_t cached = Snap()->large.cached_bytes;
+  EXPECT_GE(cached, size_t(4) << 20);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  std::vector<void*> ps;
+  for (int i = 0; i < 256; ++i) ps.push_back(strata_malloc(32 * 1024));  // 8 MiB of new pages
+  EXPECT_EQ(Snap()->large.cached_bytes, cached) << "nothing traded";
+  for (void* p : ps) strata_free(p);
+  step = 2;
+  other.join();
+}
 
 TEST(ApiThreads, ThreadExitFlushesItsCache) {
   const size_t cls = SizeToClass(64);

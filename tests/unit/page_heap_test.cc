@@ -594,6 +594,7 @@ TEST_F(PageHeapDecay, ZeroDecayReleasesEveryFreeAtOnce) {
 // ---- the exchange with the large cache (alloc/strata.cc) ----
 
 TEST_F(PageHeapDecay, HandingOutReleasedOrNewPagesCountsThemAsFaulting) {
+  h.heap.set_count_faulting(true);
   EXPECT_EQ(h.heap.TakeFaultingPages(), 0u);
   Span* a = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);  // from a new chunk
   Span* buddy = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);  // so that a never merges
@@ -612,6 +613,24 @@ TEST_F(PageHeapDecay, HandingOutReleasedOrNewPagesCountsThemAsFaulting) {
   EXPECT_EQ(h.heap.TakeFaultingPages(), 8u) << "released pages fault in again";
   h.heap.Free(c);
   h.heap.Free(buddy);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+TEST_F(PageHeapDecay, FaultingPagesAreNotCountedUnlessAsked) {
+  Span* a = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);  // from a new chunk
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(h.heap.TakeFaultingPages(), 0u) << "off by default (a threaded process)";
+  h.heap.set_count_faulting(true);
+  Span* b = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(h.heap.TakeFaultingPages(), 8u);
+  h.heap.set_count_faulting(false);
+  Span* c = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(h.heap.TakeFaultingPages(), 0u);
+  h.heap.Free(a);
+  h.heap.Free(b);
+  h.heap.Free(c);
   EXPECT_TRUE(AllFreeAndMerged(h));
 }
 
