@@ -356,7 +356,6 @@ TEST(Api, PageAlignedSmallRequestsComeFromTheirClass) {
 
 // ---- returning memory ----
 
-// Allocates n blocks of 32 KiB, writes every byte, frees them all.
 // Mallocs n blocks of 32 KiB, writes them and frees them all. A failed
 // malloc is a fatal failure of the caller, which wraps the call in
 // ASSERT_NO_FATAL_FAILURE; what was allocated is freed either way.
