@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <atomic>
+
 #define STRATA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define STRATA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define STRATA_INLINE inline __attribute__((always_inline))
@@ -58,6 +60,14 @@ constexpr bool DecayCutoff(int64_t decay_ms, uint64_t now_ms, uint64_t* cutoff_m
   if (decay_ms < 0 || now_ms < uint64_t(decay_ms)) return false;
   *cutoff_ms = now_ms - uint64_t(decay_ms);
   return true;
+}
+
+// Takes what a counter added up since the last take, leaving zero. Loads
+// first, so that taking from a counter nobody added to writes nothing to
+// its cache line.
+inline size_t TakeAll(std::atomic<size_t>& counter) {
+  if (counter.load(std::memory_order_relaxed) == 0) return 0;
+  return counter.exchange(0, std::memory_order_relaxed);
 }
 
 // Smallest order whose block holds at least `pages` pages.

@@ -157,13 +157,17 @@ size_t BudgetFor(size_t threads) {
   return budget < share ? budget : share;
 }
 
+// Whether the exchange between the page heap and the large cache may run
+// (see ExchangeOn): decay returns memory by itself, and one thread
+// allocates.
+bool ExchangeAllowed(bool threaded) { return g_heap.options.decay_ms > 0 && !threaded; }
+
 // The number of threads with a cache changed (registry lock held). With
-// more than one, the large cache keeps a higher floor and the exchange
-// between the page heap and the large cache is off (see ExchangeOn), so
-// the page heap stops counting the pages it would trade.
+// more than one, the large cache keeps a higher floor and the exchange is
+// off, so the page heap stops counting the pages it would trade.
 void NoteThreads(size_t threads) {
   g_heap.large.set_threaded(threads > 1);
-  g_heap.pages.set_count_faulting(threads <= 1 && g_heap.options.decay_ms > 0);
+  g_heap.pages.set_count_faulting(ExchangeAllowed(threads > 1));
 }
 
 void ThreadInit(ThreadCacheT* tc) {
@@ -349,8 +353,8 @@ STRATA_COLD bool ReclaimAddressSpace() {
 constexpr uint64_t kExchangeIdleMs = 50;
 
 bool ExchangeOn(uint64_t* cutoff) {
+  if (!ExchangeAllowed(g_heap.large.threaded())) return false;
   const int64_t decay = g_heap.options.decay_ms;
-  if (decay <= 0 || g_heap.large.threaded()) return false;
   const int64_t idle = decay < int64_t(kExchangeIdleMs) ? decay : int64_t(kExchangeIdleMs);
   return DecayCutoff(idle, RealOs::NowMs(), cutoff);
 }

@@ -113,10 +113,7 @@ class PageHeap {
   // counter stays zero and a reader's load finds its line in no other
   // core's cache. Lock-free.
   void set_count_faulting(bool on) { count_faulting_.store(on, std::memory_order_relaxed); }
-  size_t TakeFaultingPages() {
-    if (faulting_pages_.load(std::memory_order_relaxed) == 0) return 0;
-    return faulting_pages_.exchange(0, std::memory_order_relaxed);
-  }
+  size_t TakeFaultingPages() { return TakeAll(faulting_pages_); }
 
   // Releases resident free blocks idle since before `cutoff_ms`, largest
   // first, until at least `bytes` went back (or none is left), looking at

@@ -184,10 +184,7 @@ class LargeHeap {
   // Bytes of new mappings (and of growth by mremap) since the last call:
   // what large objects cost in RSS, at most, for the exchange with the
   // page heap (alloc/strata.cc). Lock-free.
-  size_t TakeFreshBytes() {
-    if (fresh_bytes_.load(std::memory_order_relaxed) == 0) return 0;
-    return fresh_bytes_.exchange(0, std::memory_order_relaxed);
-  }
+  size_t TakeFreshBytes() { return TakeAll(fresh_bytes_); }
 
   size_t PurgeIdle(uint64_t now_ms) {
     uint64_t cutoff;

@@ -396,18 +396,32 @@ TEST(Api, ANewLargeMappingTakesBackIdleFreePages) {
   strata_free(big);
 }
 
-TEST(Api, PageHeapGrowthTakesBackIdleLargeMappings) {
+// Frees a written 4 MiB mapping into the large cache, waits past the
+// exchange's idle bound, then has the page heap hand out 8 MiB of pages
+// that are not resident. The large cache's bytes before and after that
+// growth; a failed malloc is a fatal failure of the caller (wrap the call
+// in ASSERT_NO_FATAL_FAILURE).
+struct CachedAroundGrowth {
+  size_t before = 0;
+  size_t after = 0;
+};
+void GrowPageHeapPastACachedMapping(CachedAroundGrowth* cached) {
   strata_release();  // no free page is resident: what the page heap hands out next faults in
   void* big = strata_malloc(size_t(4) << 20);
   ASSERT_NE(big, nullptr);
   memset(big, 1, size_t(4) << 20);
   strata_free(big);
-  ASSERT_EQ(Snap()->large.cached_bytes, size_t(4) << 20) << "the mapping freed last is kept";
+  cached->before = Snap()->large.cached_bytes;
   std::this_thread::sleep_for(std::chrono::milliseconds(60));
-  std::vector<void*> ps;
-  for (int i = 0; i < 256; ++i) ps.push_back(strata_malloc(32 * 1024));  // 8 MiB of new pages
-  EXPECT_EQ(Snap()->large.cached_bytes, 0u);
-  for (void* p : ps) strata_free(p);
+  ASSERT_NO_FATAL_FAILURE(AllocTouchAndFree(256));
+  cached->after = Snap()->large.cached_bytes;
+}
+
+TEST(Api, PageHeapGrowthTakesBackIdleLargeMappings) {
+  CachedAroundGrowth cached;
+  ASSERT_NO_FATAL_FAILURE(GrowPageHeapPastACachedMapping(&cached));
+  ASSERT_EQ(cached.before, size_t(4) << 20) << "the mapping freed last is kept";
+  EXPECT_EQ(cached.after, 0u);
 }
 
 // ---- threads ----
@@ -423,20 +437,13 @@ TEST(ApiThreads, TheExchangeIsOffWhileAnotherThreadAllocates) {
     while (step.load() != 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   });
   while (step.load() != 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  strata_release();
-  void* big = strata_malloc(size_t(4) << 20);
-  ASSERT_NE(big, nullptr);
-  memset(big, 1, size_t(4) << 20);
-  strata_free(big);
-  const size_t cached = Snap()->large.cached_bytes;
-  EXPECT_GE(cached, size_t(4) << 20);
-  std::this_thread::sleep_for(std::chrono::milliseconds(60));
-  std::vector<void*> ps;
-  for (int i = 0; i < 256; ++i) ps.push_back(strata_malloc(32 * 1024));  // 8 MiB of new pages
-  EXPECT_EQ(Snap()->large.cached_bytes, cached) << "nothing traded";
-  for (void* p : ps) strata_free(p);
+  CachedAroundGrowth cached;
+  GrowPageHeapPastACachedMapping(&cached);
   step = 2;
   other.join();
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_GE(cached.before, size_t(4) << 20);
+  EXPECT_EQ(cached.after, cached.before) << "nothing traded";
 }
 
 TEST(ApiThreads, ThreadExitFlushesItsCache) {
