@@ -45,7 +45,7 @@ std::atomic<uint64_t> g_page_object_frees{0};
 std::atomic<int> g_bg_state{0};  // 0 none, 1 starting/running, 2 failed
 bool g_constructed = false;
 
-void* BackgroundMain(void*) {
+STRATA_COLD void* BackgroundMain(void*) {
   int64_t decay = g_heap.options.decay_ms;
   int64_t period = decay / 4 > 10 ? decay / 4 : 10;
   struct timespec ts = {time_t(period / 1000), long(period % 1000) * 1000000L};
@@ -279,7 +279,7 @@ uint64_t FreedMarker(void* p, size_t cls) {
   return kFreedMarker ^ uintptr_t(p) ^ cls ^ (uint64_t(g_heap.map.SpanOf(uintptr_t(p))->generation) << 32);
 }
 
-STRATA_NOINLINE void* MallocChecked(size_t cls, size_t size) {
+STRATA_COLD void* MallocChecked(size_t cls, size_t size) {
   void* head = TakeDirect(cls, size);
   if (head == nullptr) return nullptr;
   uint64_t* w = static_cast<uint64_t*>(head);
@@ -295,7 +295,7 @@ STRATA_NOINLINE void* MallocChecked(size_t cls, size_t size) {
   return head;
 }
 
-STRATA_NOINLINE void FreeChecked(void* p, size_t cls) {
+STRATA_COLD void FreeChecked(void* p, size_t cls) {
   CheckLiveSmall("free", p, cls);
   size_t bytes = Info(cls).size;
   if (bytes >= 16) {
@@ -312,7 +312,7 @@ STRATA_NOINLINE void FreeChecked(void* p, size_t cls) {
 // Everything free goes back to the OS now: the calling thread's cache (its
 // objects may pin spans), empty spans, cached large mappings, free pages
 // (with STRATA_SOURCE=brk, a free top of the break too). Returns bytes.
-size_t ReturnFreeMemory() {
+STRATA_COLD size_t ReturnFreeMemory() {
   ThreadCacheT& tc = t_cache;
   if (tc.state == CacheState::kActive) tc.FlushAll(g_heap);
   for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].ReleaseEmpty();
@@ -650,7 +650,7 @@ void ThreadTotals::Add(const ThreadCacheT& tc) {
   flushes += tc.flushes;
 }
 
-void TakeSnapshot(Snapshot* snap) {
+STRATA_COLD void TakeSnapshot(Snapshot* snap) {
   EnsureInit();
   *snap = Snapshot{};
   {

@@ -65,7 +65,10 @@ class PageHeap {
 
   // A block of 2^order pages, recorded in the page map for all its pages
   // with `state` and class `cls`. nullptr when the OS has no memory.
-  Span* Alloc(Order order, SpanState state, uint8_t cls) {
+  // Out of line, as GrowLocked: they run once per span or chunk, and at
+  // -O3 every slow path that inlined them carried its own 3 KiB copy (the
+  // library's text is resident in every process that loads it).
+  STRATA_NOINLINE Span* Alloc(Order order, SpanState state, uint8_t cls) {
     LockGuard g(lock_);
     Span* s = AllocLocked(order);
     if (s == nullptr) return nullptr;
@@ -250,7 +253,7 @@ class PageHeap {
     free_[k].Push(s);
   }
 
-  bool GrowLocked() {
+  STRATA_NOINLINE bool GrowLocked() {
     void* mem = nullptr;
     bool from_brk = false;
     if (use_brk_) {

@@ -105,7 +105,9 @@ constexpr std::array<ClassInfo, kNumClasses> MakeClasses() {
   return t;
 }
 
-constexpr std::array<ClassInfo, kNumClasses> kInfo = MakeClasses();
+// inline: one copy in the library (as a plain constexpr, each translation
+// unit had its own).
+inline constexpr std::array<ClassInfo, kNumClasses> kInfo = MakeClasses();
 
 template <size_t kStep, size_t kMax>
 constexpr std::array<uint8_t, kMax / kStep + 1> MakeLookup() {
