@@ -163,6 +163,8 @@ class FakeOs {
     return brk_region_ != nullptr && uintptr_t(p) >= brk_base_ && uintptr_t(p) < brk_end_;
   }
   size_t live_mappings() const { return mappings_.size(); }
+  uintptr_t region_begin() const { return uintptr_t(region_); }
+  size_t region_bytes() const { return region_bytes_; }
   uintptr_t brk_base() const { return brk_base_; }
   size_t brk_capacity() const { return brk_end_ - brk_base_; }
   // Bytes still free in the bump region (ignoring alignment).
