@@ -129,7 +129,9 @@ STRATA_COLD bool InitSlow() {
     g_heap.arena.set_os(&g_heap.os);
     g_heap.pages.Bind(&g_heap.os, &g_heap.map, &g_heap.arena);
     g_heap.large.Bind(&g_heap.os, &g_heap.map, &g_heap.arena, &g_heap.peak);
-    for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].Init(uint8_t(c), &g_heap.pages, &g_heap.transfer[c], &g_heap.peak);
+    for (size_t c = 1, at = 0; c < kNumClasses; at += CentralList<RealOs>::TransferPointers(c), ++c) {
+      g_heap.central[c].Init(uint8_t(c), &g_heap.pages, &g_heap.transfer[at], &g_heap.peak);
+    }
     ReadOptions(&g_heap.options);
     g_check = g_heap.options.check != 0;
     g_heap.pages.set_use_brk(g_heap.options.source == 1);

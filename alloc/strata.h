@@ -35,7 +35,7 @@ struct Heap {
   MetaArena<RealOs> arena;
   PageHeap<RealOs> pages;
   CentralList<RealOs> central[kNumClasses];
-  CentralList<RealOs>::TransferSlots transfer[kNumClasses];
+  void* transfer[CentralList<RealOs>::AllTransferPointers()] = {};  // the central lists' transfer caches
   LargeHeap<RealOs> large;
   PeakTracker peak;
   Options options;

@@ -34,6 +34,8 @@ namespace strata {
 
 inline constexpr size_t kMaxSmall = 256 * 1024;
 inline constexpr size_t kMaxSmallStep16 = 1024;
+// The most objects moved between a thread cache and a central list at once.
+inline constexpr size_t kMaxBatch = 32;
 
 struct ClassInfo {
   uint32_t size;      // object size in bytes
@@ -88,7 +90,7 @@ constexpr ClassInfo MakeInfo(size_t size) {
   c.objects = uint32_t((kPageSize << k) / size);
   size_t batch = (64 * 1024) / size;
   if (batch < 1) batch = 1;
-  if (batch > 32) batch = 32;
+  if (batch > kMaxBatch) batch = kMaxBatch;
   c.batch = uint8_t(batch);
   return c;
 }

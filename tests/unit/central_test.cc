@@ -118,8 +118,8 @@ TEST_P(CentralPerClass, BatchesAreDistinctObjectsOfTheClassAndAllComeBack) {
   const ClassInfo& info = Info(cls);
   FakeHeap h;
   Central c;
-  Central::TransferSlots slots{};
-  c.Init(uint8_t(cls), &h.heap, &slots);
+  std::vector<void*> slots(Central::TransferPointers(cls));
+  c.Init(uint8_t(cls), &h.heap, slots.data());
   // Three spans' worth, in batches of the class's batch size.
   const size_t total = 3 * size_t(info.objects);
   std::vector<void*> all;
@@ -178,14 +178,15 @@ INSTANTIATE_TEST_SUITE_P(AllClasses, CentralPerClass, ::testing::Range<size_t>(1
 struct CentralTest : ::testing::Test {
   void Use(size_t cls) {
     cls_ = cls;
-    c.Init(uint8_t(cls), &h.heap, &slots);
+    slots.assign(Central::TransferPointers(cls), nullptr);
+    c.Init(uint8_t(cls), &h.heap, slots.data());
   }
   size_t objects() const { return Info(cls_).objects; }
   size_t span_pages() const { return Order{Info(cls_).order}.pages().n; }
 
   FakeHeap h;
   Central c;
-  Central::TransferSlots slots{};
+  std::vector<void*> slots;
   size_t cls_ = 0;
 };
 
@@ -269,6 +270,53 @@ TEST_F(CentralTest, FreshBoundsOnlyNeverUsedObjects) {
   Give(c, one);
   EXPECT_EQ(c.Stats().objects_out, 0u);
   EXPECT_TRUE(h.Checked());
+}
+
+// Whole batches wait in the transfer cache as arrays of addresses, up to
+// its capacity; each comes out as the chain that went in, last in first
+// out, whatever its objects' first words hold meanwhile. DrainIdle puts
+// them back into their spans once the cache went unused for a round.
+TEST_F(CentralTest, TransferCacheKeepsBatchesUpToItsCapacityAndDrainsWhenIdle) {
+  Use(SizeToClass(4096));
+  const int batch = Info(cls_).batch;
+  const size_t cap = Central::TransferCap(cls_);
+  ASSERT_GE(cap, 2u);
+  ASSERT_LT(cap, Central::kTransferSlots) << "bounded by bytes for this class";
+  std::vector<std::vector<void*>> batches;
+  for (size_t i = 0; i <= cap; ++i) batches.push_back(Take(c, batch));
+  for (const auto& b : batches) ASSERT_TRUE(ObjectsOk(h, cls_, b));
+  auto give_chain = [&](const std::vector<void*>& b) {
+    for (size_t i = 0; i + 1 < b.size(); ++i) *static_cast<void**>(b[i]) = b[i + 1];
+    *static_cast<void**>(b.back()) = nullptr;
+    c.InsertRange(b.front(), b.back(), batch);
+  };
+  for (const auto& b : batches) give_chain(b);
+  CentralStats st = c.Stats();
+  EXPECT_EQ(st.transfer_objects, cap * size_t(batch)) << "full: the last batch went to its spans";
+  EXPECT_EQ(st.objects_out, 0u);
+  EXPECT_EQ(st.free_objects, st.spans * objects() - st.transfer_objects);
+  // What the waiting objects hold does not matter: their addresses do.
+  for (size_t i = 0; i < cap; ++i) {
+    for (void* o : batches[i]) memset(o, 0xA5, sizeof(void*));
+  }
+  for (size_t i = cap; i-- > 1;) {
+    std::vector<void*> got = Take(c, batch);
+    EXPECT_EQ(got, batches[i]) << "batch " << i << ": the newest first, in its order";
+  }
+  EXPECT_EQ(c.Stats().transfer_objects, size_t(batch)) << "one left";
+  // Used since the last round: left alone. Idle for a round: drained.
+  c.DrainIdle(false);
+  EXPECT_EQ(c.Stats().transfer_objects, size_t(batch));
+  c.DrainIdle(false);
+  st = c.Stats();
+  EXPECT_EQ(st.transfer_objects, 0u);
+  EXPECT_EQ(st.objects_out, (cap - 1) * size_t(batch));
+  EXPECT_EQ(st.free_objects, st.spans * objects() - st.objects_out);
+  EXPECT_TRUE(h.Checked());
+  for (size_t i = 1; i < cap; ++i) Give(c, batches[i]);
+  c.ReleaseEmpty();
+  EXPECT_EQ(c.Stats().spans, 0u);
+  EXPECT_EQ(h.heap.Stats().used_pages, 0u);
 }
 
 // Objects back in a span kept empty came back too: no fresh allowance
