@@ -538,9 +538,21 @@ void* Realloc(void* p, size_t size) {
   } else {
     Span* s = WholeSpanOf(p);
     if (s == nullptr) InvalidPointer("realloc", p);
-    // A large object resizes its own mapping (mremap: no copy, and a
-    // shrink keeps the address).
     if (s->state == SpanState::kLarge) {
+      // Shrunk to a small size, it moves into its class: a copy of at most
+      // kMaxSmall bytes, and the mapping goes to the large cache for the
+      // next large request. An mremap would interrupt every other core to
+      // flush its TLB, and leave a mapping of a few pages per object
+      // (mstress: 375 such mremaps, -25% ops/s for 1 large block in 1000).
+      if (size <= kMaxSmall && size <= s->bytes / 2) {
+        if (void* q = Malloc(size)) {
+          memcpy(q, p, size);
+          Free(p);
+          return q;
+        }
+      }
+      // Otherwise it resizes its own mapping (mremap: no copy, and a
+      // shrink keeps the address).
       void* q = g_heap.large.Realloc(s, size);
       ExchangeForLarge();
       return q;

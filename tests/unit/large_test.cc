@@ -346,6 +346,35 @@ TEST(LargeApi, ReallocBetweenSmallAndLargeKeepsContents) {
   strata_free(r);
 }
 
+// Shrunk to a small size, a large object moves into its class and its
+// mapping waits in the cache: no mremap (every other core would flush its
+// TLB) and no mapping of a few pages left per object.
+TEST(LargeApi, ReallocToASmallSizeMovesIntoItsClassAndCachesTheMapping) {
+  for (size_t to : {size_t(24), size_t(5000), kMaxSmall}) {
+    char* p = static_cast<char*>(strata_malloc(2 * kMiB));
+    ASSERT_NE(p, nullptr);
+    Fill(p, 2 * kMiB, 10);
+    LargeStats before = LargeNow();
+    char* q = static_cast<char*>(strata_realloc(p, to));
+    ASSERT_NE(q, nullptr) << to;
+    EXPECT_NE(q, p) << to;
+    EXPECT_TRUE(Intact(q, to, 10)) << to;
+    EXPECT_EQ(strata_usable_size(q), Info(SizeToClass(to)).size) << to << ": a small object";
+    LargeStats after = LargeNow();
+    EXPECT_EQ(after.live, before.live - 1) << to;
+    EXPECT_EQ(after.mremaps, before.mremaps) << to;
+    EXPECT_EQ(after.frees, before.frees + 1) << to;
+    EXPECT_GE(after.cached, 1u) << to;
+    EXPECT_TRUE(Mapped(p)) << to << ": the mapping is kept for reuse";
+    strata_free(q);
+  }
+  // Above half the mapping, a shrink stays in place.
+  char* p = static_cast<char*>(strata_malloc(kMaxSmall + kMiB / 8));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(strata_realloc(p, kMaxSmall), p);
+  strata_free(p);
+}
+
 class LargeApiAligned : public ::testing::TestWithParam<size_t> {};
 
 TEST_P(LargeApiAligned, AlignedAndReallocKeepsContents) {
