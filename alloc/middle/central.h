@@ -30,8 +30,8 @@
 // the links anew. Those are stores to lines the other core holds, and the
 // CPU overlaps them. Handed over as a chain, each of the taker's mallocs
 // read the next link out of the object it popped: one cache miss after the
-// other, on the critical path (producer/consumer xmalloc-test: +33% ops/s
-// with arrays, larson +6%).
+// other, on the critical path (producer/consumer xmalloc-test: +43% ops/s
+// with arrays).
 //
 // Locking: one spinlock per class. Calls into the page heap are made with
 // it held (order: central -> page heap); spans going back to the page heap
@@ -193,7 +193,7 @@ class CentralList {
     return ObjectState::kLive;
   }
 
-  // Moves the transfer cache's chains back into their spans if it was not
+  // Moves the transfer cache's batches back into their spans if it was not
   // used since the last call (or always, with force). For the purger.
   void DrainIdle(bool force) {
     uint32_t n;
