@@ -541,9 +541,11 @@ void* Realloc(void* p, size_t size) {
     if (s->state == SpanState::kLarge) {
       // Shrunk to a small size, it moves into its class: a copy of at most
       // kMaxSmall bytes, and the mapping goes to the large cache for the
-      // next large request. An mremap would interrupt every other core to
-      // flush its TLB, and leave a mapping of a few pages per object
-      // (mstress: 375 such mremaps, -25% ops/s for 1 large block in 1000).
+      // next large request (or is unmapped, if the cache does not take it:
+      // aligned, over 64 MiB, or decay 0). An mremap would interrupt every
+      // other core to flush its TLB, and leave a mapping of a few pages per
+      // object (mstress: 375 such mremaps, -25% ops/s for 1 large block in
+      // 1000).
       if (size <= kMaxSmall && size <= s->bytes / 2) {
         if (void* q = Malloc(size)) {
           memcpy(q, p, size);

@@ -57,6 +57,15 @@ struct CentralStats {
   uint64_t span_frees = 0;     // spans given back to it
 };
 
+// Batches move through arrays of kMaxBatch pointers.
+constexpr bool BatchesFitArrays() {
+  for (size_t c = 1; c < kNumClasses; ++c) {
+    if (AllClasses()[c].batch < 1 || AllClasses()[c].batch > kMaxBatch) return false;
+  }
+  return true;
+}
+static_assert(BatchesFitArrays());
+
 template <class Os>
 class CentralList {
  public:
@@ -115,6 +124,7 @@ class CentralList {
       if (n != batch_ || transfer_n_ == 0) return RemoveFromSpansLocked(head, tail, n, fresh);
       PopBatchLocked(batch);
       ++transfer_uses_;
+      CountOutLocked(n);
     }
     Chain(batch, n, head, tail);
     return n;
@@ -142,7 +152,11 @@ class CentralList {
     }
     InsertRange(head, n);
   }
-  void InsertRange(void* head, int n) {
+  void InsertRange(void* head, int n) { ReturnToSpans(head, n, /*counted_out=*/true); }
+  // Puts a chain of n objects back into their spans. `counted_out`: they
+  // were handed out (to a thread cache), not drained from the transfer
+  // cache, whose objects never stopped counting as the list's.
+  void ReturnToSpans(void* head, int n, bool counted_out) {
     SpanList to_release;
     {
       LockGuard g(lock_);
@@ -174,7 +188,7 @@ class CentralList {
         }
         o = next;
       }
-      CountOutLocked(-n);
+      if (counted_out) CountOutLocked(-n);
     }
     while (Span* s = to_release.Pop()) heap_->Free(s);
   }
@@ -206,19 +220,19 @@ class CentralList {
       n = transfer_n_;
     }
     // One batch at a time: the lock is not held over the spans' updates of
-    // all of them, and no stack holds them all. Batches given back
-    // meanwhile are the next round's.
+    // all of them, and no stack holds them all. Once a thread uses the
+    // cache again, the rest stays for the threads.
     for (; n > 0; --n) {
       void* batch[kMaxBatch];
       {
         LockGuard g(lock_);
-        if (transfer_n_ == 0) return;
-        PopBatchLocked(batch);  // InsertRange below takes them out again
+        if (transfer_n_ == 0 || (!force && transfer_uses_ != transfer_uses_seen_)) return;
+        PopBatchLocked(batch);
       }
       void* head;
       void* tail;
       Chain(batch, batch_, &head, &tail);
-      InsertRange(head, batch_);
+      ReturnToSpans(head, batch_, /*counted_out=*/false);
     }
   }
 
@@ -309,7 +323,6 @@ class CentralList {
     --transfer_n_;
     void* const* slot = &transfer_[size_t(transfer_n_) * size_t(batch_)];
     for (int i = 0; i < batch_; ++i) batch[i] = slot[i];
-    CountOutLocked(batch_);
   }
 
   // Links the n objects of `batch` into a null-terminated chain, in order.
