@@ -23,8 +23,8 @@ namespace strata {
 // The global heap. Constant-initialised (usable before any constructor
 // runs); Init() binds the layers and reads the options on first use.
 // Every member's default is zero, so the heap (2.2 MiB, most of it the
-// page map's root) sits in .bss: anonymous zero pages that cost memory only once
-// written. One non-zero default put it in .data, file-backed, where the
+// page map's root) sits in .bss: anonymous zero pages that cost memory only
+// once written. One non-zero default put it in .data, file-backed, where the
 // kernel's fault-around and large page-cache folios mapped up to all of it
 // into every process (+0.8-1 MiB RSS).
 struct Heap {

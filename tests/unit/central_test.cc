@@ -60,11 +60,24 @@ std::vector<void*> TakeSorted(Central& c, int n, int fresh) {
   return out;
 }
 
-void Give(Central& c, const std::vector<void*>& objs) {
-  if (objs.empty()) return;
+// Links objs, in order, into a null-terminated chain through first words.
+void Link(const std::vector<void*>& objs) {
   for (size_t i = 0; i + 1 < objs.size(); ++i) *static_cast<void**>(objs[i]) = objs[i + 1];
   *static_cast<void**>(objs.back()) = nullptr;
+}
+
+// Back into their spans.
+void Give(Central& c, const std::vector<void*>& objs) {
+  if (objs.empty()) return;
+  Link(objs);
   c.InsertRange(objs.front(), int(objs.size()));
+}
+
+// As a thread cache gives objects back: with the chain's tail, so that a
+// whole batch may wait in the transfer cache.
+void GiveWithTail(Central& c, const std::vector<void*>& objs) {
+  Link(objs);
+  c.InsertRange(objs.front(), objs.back(), int(objs.size()));
 }
 
 // Every object distinct, 16-aligned, inside a live span of `cls` at an
@@ -256,9 +269,7 @@ TEST_F(CentralTest, FreshBoundsOnlyNeverUsedObjects) {
   EXPECT_EQ(c.RemoveRange(&head, &tail, batch, 0), 0) << "nothing came back, nothing fresh allowed";
   // A whole batch through the transfer cache comes back whole.
   std::vector<void*> full = Take(c, batch);
-  for (size_t i = 0; i + 1 < full.size(); ++i) *static_cast<void**>(full[i]) = full[i + 1];
-  *static_cast<void**>(full.back()) = nullptr;
-  c.InsertRange(full.front(), full.back(), batch);
+  GiveWithTail(c, full);
   EXPECT_EQ(c.Stats().transfer_objects, size_t(batch));
   EXPECT_EQ(c.RemoveRange(&head, &tail, batch, 0), batch);
   EXPECT_EQ(head, full.front());
@@ -285,12 +296,7 @@ TEST_F(CentralTest, TransferCacheKeepsBatchesUpToItsCapacityAndDrainsWhenIdle) {
   std::vector<std::vector<void*>> batches;
   for (size_t i = 0; i <= cap; ++i) batches.push_back(Take(c, batch));
   for (const auto& b : batches) ASSERT_TRUE(ObjectsOk(h, cls_, b));
-  auto give_chain = [&](const std::vector<void*>& b) {
-    for (size_t i = 0; i + 1 < b.size(); ++i) *static_cast<void**>(b[i]) = b[i + 1];
-    *static_cast<void**>(b.back()) = nullptr;
-    c.InsertRange(b.front(), b.back(), batch);
-  };
-  for (const auto& b : batches) give_chain(b);
+  for (const auto& b : batches) GiveWithTail(c, b);
   CentralStats st = c.Stats();
   EXPECT_EQ(st.transfer_objects, cap * size_t(batch)) << "full: the last batch went to its spans";
   EXPECT_EQ(st.objects_out, 0u);
