@@ -53,7 +53,8 @@ class MetaArena {
 };
 
 // A free list of fixed-size records on top of the arena. Not thread-safe:
-// the owner serialises (each pool is used under one lock).
+// the owner serialises (each pool is used under one lock). A free record's
+// first word links the list, so T's first member must be a T*.
 template <class T, class Os>
 class RecordPool {
  public:

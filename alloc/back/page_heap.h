@@ -88,9 +88,8 @@ class PageHeap {
     s->state = SpanState::kFree;
     s->cls = 0;
     s->freelist = nullptr;
-    s->bump = 0;
+    s->bump = 0;  // and bytes: they share a word
     s->used = 0;
-    s->bytes = 0;
     s->clean_pages = 0;
     s->free_since_ms = now;
     InsertFreeMerging(s);

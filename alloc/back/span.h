@@ -8,6 +8,7 @@
 //  - central list of `cls` (under its lock): freelist, bump, used,
 //    next/prev while on the central list;
 //  - large registry (under its lock): bytes, next/prev.
+// bump and bytes share a word: no span is both small and large.
 #pragma once
 
 #include "alloc/base.h"
@@ -24,14 +25,17 @@ enum class SpanState : uint8_t {
 };
 
 struct Span {
-  uintptr_t pool_link = 0;    // first word: RecordPool's free-list link
-  uintptr_t start = 0;        // first byte
-  Span* next = nullptr;
+  // 64 bytes, one cache line (the arena aligns every record to 64): a
+  // process with a GiB of 4 KiB spans keeps 16 MiB of these.
+  Span* next = nullptr;       // first word: also RecordPool's free-list link
   Span* prev = nullptr;
+  uintptr_t start = 0;        // first byte
   void* freelist = nullptr;   // kSmall: objects given back
-  uintptr_t bump = 0;         // kSmall: first never-handed-out object
-  size_t bytes = 0;           // kLarge: mapping length; kPageObject: usable
-  uint64_t free_since_ms = 0; // kFree: when it became free (decay)
+  union {
+    uintptr_t bump = 0;       // kSmall: first never-handed-out object
+    size_t bytes;             // kLarge, kLargeCached: mapping length; kPageObject: usable
+  };
+  uint64_t free_since_ms = 0; // kFree, kLargeCached: when it became free (decay)
   uint32_t used = 0;          // kSmall: objects out of the span
   uint32_t clean_pages = 0;   // kFree: pages known not resident
   uint32_t generation = 0;    // kSmall: numbers the spans of a class (checking mode's free marker)
@@ -43,6 +47,7 @@ struct Span {
   Pages pages() const { return Order{order}.pages(); }
   uintptr_t end() const { return start + Order{order}.bytes(); }
 };
+static_assert(sizeof(Span) == 64, "a span record is one cache line");
 
 // An intrusive doubly linked list of spans (null-terminated, so it is
 // constant-initialisable).
