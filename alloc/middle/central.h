@@ -6,7 +6,7 @@
 //   full:    every object out                 -> on no list (found again
 //            through the page map when an object comes back)
 //   empty:   no object out                    -> on empty_ (at most
-//            kMaxEmptySpans kept; the rest go back to the page heap)
+//            MaxEmptySpans(cls) kept; the rest go back to the page heap)
 // Partial spans are bucketed by occupancy and objects are handed out from
 // the fullest bucket first, so that nearly empty spans are left alone long
 // enough to drain and go back to the page heap (less fragmentation, and
@@ -69,7 +69,16 @@ static_assert(BatchesFitArrays());
 template <class Os>
 class CentralList {
  public:
-  static constexpr size_t kMaxEmptySpans = 1;
+  // One empty span is kept per class, so that a class whose last object
+  // comes and goes does not split and merge a buddy block each time; but
+  // only for spans of at most kKeepEmptyBytes. The spans of the classes
+  // above 32 KiB are 256 KiB to 1 MiB, and one kept per class was memory
+  // that neither decay nor any other class could reach (g++: 3 MiB of its
+  // peak). Given back, the block serves every class and decays when idle.
+  static constexpr size_t kKeepEmptyBytes = 64 << 10;
+  static constexpr size_t MaxEmptySpans(size_t cls) {
+    return Order{AllClasses()[cls].order}.bytes() <= kKeepEmptyBytes ? 1 : 0;
+  }
 
   // The transfer cache holds at most this many batches, and at most
   // kTransferBytes of objects (but always one batch).
@@ -102,6 +111,7 @@ class CentralList {
     size_ = Info(cls).size;
     objects_ = Info(cls).objects;
     order_ = Order{Info(cls).order};
+    max_empty_ = uint32_t(MaxEmptySpans(cls));
     batch_ = Info(cls).batch;
     transfer_cap_ = TransferCap(cls);
     for (unsigned i = 0; i < kBuckets - 1; ++i) {
@@ -174,7 +184,7 @@ class CentralList {
         --s->used;
         if (s->used == 0) {
           Unlist(s);
-          if (empty_.count < kMaxEmptySpans) {
+          if (empty_.count < max_empty_) {
             empty_.Push(s);
             s->on_list = kOnEmpty;
           } else {
@@ -392,6 +402,7 @@ class CentralList {
   PeakTracker* peak_ = nullptr;
   uint32_t size_ = 0;
   uint32_t objects_ = 0;
+  uint32_t max_empty_ = 0;
   Order order_{};
   uint8_t cls_ = 0;
   uint64_t spans_ = 0;

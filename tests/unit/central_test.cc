@@ -168,12 +168,12 @@ TEST_P(CentralPerClass, BatchesAreDistinctObjectsOfTheClassAndAllComeBack) {
   }
   st = c.Stats();
   EXPECT_EQ(st.objects_out, 0u);
-  EXPECT_EQ(st.spans, Central::kMaxEmptySpans);
-  EXPECT_EQ(st.empty_spans, Central::kMaxEmptySpans);
+  EXPECT_EQ(st.spans, Central::MaxEmptySpans(cls));
+  EXPECT_EQ(st.empty_spans, Central::MaxEmptySpans(cls));
   EXPECT_EQ(st.partial_spans, 0u);
   EXPECT_EQ(st.span_allocs, 3u);
-  EXPECT_EQ(st.span_frees, 3u - Central::kMaxEmptySpans);
-  EXPECT_EQ(h.heap.Stats().used_pages, Central::kMaxEmptySpans * Order{info.order}.pages().n);
+  EXPECT_EQ(st.span_frees, 3u - Central::MaxEmptySpans(cls));
+  EXPECT_EQ(h.heap.Stats().used_pages, Central::MaxEmptySpans(cls) * Order{info.order}.pages().n);
   c.ReleaseEmpty();
   EXPECT_EQ(c.Stats().spans, 0u);
   EXPECT_EQ(h.heap.Stats().used_pages, 0u);
@@ -229,8 +229,29 @@ TEST_F(CentralTest, SingleObjectSpans) {
   EXPECT_EQ(SpansOf(h, got), 5u);
   EXPECT_EQ(c.Stats().partial_spans, 0u);
   Give(c, got);
-  EXPECT_EQ(c.Stats().spans, Central::kMaxEmptySpans);
-  EXPECT_EQ(h.heap.Stats().used_pages, Central::kMaxEmptySpans * span_pages());
+  // Its spans are 256 KiB: none is kept empty, all go back to the page heap.
+  EXPECT_EQ(c.Stats().spans, 0u);
+  EXPECT_EQ(c.Stats().empty_spans, 0u);
+  EXPECT_EQ(h.heap.Stats().used_pages, 0u);
+}
+
+TEST_F(CentralTest, OnlySpansUpTo64KiBAreKeptEmpty) {
+  // 32 KiB objects live in 64 KiB spans, 36 KiB ones in 256 KiB spans.
+  ASSERT_EQ(Order{Info(SizeToClass(32 << 10)).order}.bytes(), size_t{64} << 10);
+  ASSERT_GT(Order{Info(SizeToClass(36 << 10)).order}.bytes(), size_t{64} << 10);
+  for (size_t size : {size_t{64}, size_t{4096}, size_t{32} << 10, size_t{36} << 10, kMaxSmall}) {
+    SCOPED_TRACE(size);
+    Use(SizeToClass(size));
+    std::vector<void*> got = Take(c, int(objects()));
+    ASSERT_EQ(c.Stats().spans, 1u);
+    Give(c, got);
+    const bool kept = size <= (32 << 10);
+    EXPECT_EQ(c.Stats().empty_spans, kept ? 1u : 0u);
+    EXPECT_EQ(h.heap.Stats().used_pages, kept ? span_pages() : 0u);
+    c.ReleaseEmpty();
+    EXPECT_EQ(h.heap.Stats().used_pages, 0u);
+    EXPECT_TRUE(h.Checked());
+  }
 }
 
 TEST_F(CentralTest, ReturnedObjectsAreReusedBeforeNewOnes) {
@@ -408,8 +429,8 @@ TEST_F(CentralTest, ManySpansReturnToThePageHeap) {
   EXPECT_EQ(before, 50 * span_pages());
   // Give back everything but one object of the first span.
   Give(c, std::vector<void*>(objs.begin() + 1, objs.end()));
-  EXPECT_EQ(c.Stats().spans, 1u + Central::kMaxEmptySpans);
-  EXPECT_EQ(h.heap.Stats().used_pages, (1 + Central::kMaxEmptySpans) * span_pages());
+  EXPECT_EQ(c.Stats().spans, 1u + Central::MaxEmptySpans(cls_));
+  EXPECT_EQ(h.heap.Stats().used_pages, (1 + Central::MaxEmptySpans(cls_)) * span_pages());
   EXPECT_TRUE(h.Checked());
   Give(c, {objs[0]});
   c.ReleaseEmpty();
