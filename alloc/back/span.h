@@ -11,6 +11,9 @@
 // bump and bytes share a word: no span is both small and large.
 #pragma once
 
+#include <cstddef>
+#include <type_traits>
+
 #include "alloc/base.h"
 
 namespace strata {
@@ -48,6 +51,8 @@ struct Span {
   uintptr_t end() const { return start + Order{order}.bytes(); }
 };
 static_assert(sizeof(Span) == 64, "a span record is one cache line");
+static_assert(std::is_standard_layout_v<Span> && offsetof(Span, next) == 0,
+              "RecordPool links free records through their first word");
 
 // An intrusive doubly linked list of spans (null-terminated, so it is
 // constant-initialisable).

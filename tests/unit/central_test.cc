@@ -235,19 +235,32 @@ TEST_F(CentralTest, SingleObjectSpans) {
   EXPECT_EQ(h.heap.Stats().used_pages, 0u);
 }
 
-TEST_F(CentralTest, OnlySpansUpTo64KiBAreKeptEmpty) {
-  // 32 KiB objects live in 64 KiB spans, 36 KiB ones in 256 KiB spans.
-  ASSERT_EQ(Order{Info(SizeToClass(32 << 10)).order}.bytes(), size_t{64} << 10);
-  ASSERT_GT(Order{Info(SizeToClass(36 << 10)).order}.bytes(), size_t{64} << 10);
-  for (size_t size : {size_t{64}, size_t{4096}, size_t{32} << 10, size_t{36} << 10, kMaxSmall}) {
-    SCOPED_TRACE(size);
-    Use(SizeToClass(size));
-    std::vector<void*> got = Take(c, int(objects()));
+TEST(CentralEmptySpans, OnlySpansUpTo64KiBAreKeptEmpty) {
+  struct Case {
+    size_t size;
+    size_t span_bytes;
+    bool kept;
+  };
+  const Case cases[] = {
+      {64, 4 << 10, true},          {4096, 32 << 10, true},     {20 << 10, 64 << 10, true},
+      {24 << 10, 128 << 10, false}, {32 << 10, 64 << 10, true}, {36 << 10, 256 << 10, false},
+      {64 << 10, 64 << 10, true},   {kMaxSmall, 256 << 10, false},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.size);
+    const size_t cls = SizeToClass(k.size);
+    const ClassInfo& info = Info(cls);
+    ASSERT_EQ(Order{info.order}.bytes(), k.span_bytes);
+    FakeHeap h;
+    Central c;
+    std::vector<void*> slots(Central::TransferPointers(cls));
+    c.Init(uint8_t(cls), &h.heap, slots.data());
+    std::vector<void*> got = Take(c, int(info.objects));
     ASSERT_EQ(c.Stats().spans, 1u);
     Give(c, got);
-    const bool kept = size <= (32 << 10);
-    EXPECT_EQ(c.Stats().empty_spans, kept ? 1u : 0u);
-    EXPECT_EQ(h.heap.Stats().used_pages, kept ? span_pages() : 0u);
+    EXPECT_EQ(c.Stats().transfer_objects, 0u);
+    EXPECT_EQ(c.Stats().empty_spans, k.kept ? 1u : 0u);
+    EXPECT_EQ(h.heap.Stats().used_pages, k.kept ? Order{info.order}.pages().n : 0u);
     c.ReleaseEmpty();
     EXPECT_EQ(h.heap.Stats().used_pages, 0u);
     EXPECT_TRUE(h.Checked());
