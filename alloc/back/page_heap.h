@@ -64,13 +64,14 @@ class PageHeap {
   int64_t decay_ms() const { return decay_ms_; }
 
   // A block of 2^order pages, recorded in the page map for all its pages
-  // with `state` and class `cls`. nullptr when the OS has no memory.
+  // with `state` and class `cls`. nullptr when the OS has no memory, or,
+  // with may_grow false, when no free block is large enough.
   // Out of line, as GrowLocked: they run once per span or chunk, and at
   // -O3 every slow path that inlined them carried its own 3 KiB copy (the
   // library's text is resident in every process that loads it).
-  STRATA_NOINLINE Span* Alloc(Order order, SpanState state, uint8_t cls) {
+  STRATA_NOINLINE Span* Alloc(Order order, SpanState state, uint8_t cls, bool may_grow = true) {
     LockGuard g(lock_);
-    Span* s = AllocLocked(order);
+    Span* s = AllocLocked(order, may_grow);
     if (s == nullptr) return nullptr;
     s->state = state;
     s->cls = cls;
@@ -188,11 +189,11 @@ class PageHeap {
     bool from_brk;
   };
 
-  Span* AllocLocked(Order want) {
+  Span* AllocLocked(Order want, bool may_grow) {
     unsigned k = want.k;
     while (k < kNumOrders && free_[k].empty()) ++k;
     if (k == kNumOrders) {
-      if (!GrowLocked()) return nullptr;
+      if (!may_grow || !GrowLocked()) return nullptr;
       k = kMaxOrder;
     }
     Span* s = free_[k].Pop();

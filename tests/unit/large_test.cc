@@ -274,15 +274,86 @@ LargeStats LargeNow() {
   return snap->large;
 }
 
-TEST(LargeApi, UsableSizeIsPageRounded) {
+Snapshot SnapshotNow() {
+  std::unique_ptr<Snapshot> snap(new Snapshot);
+  TakeSnapshot(snap.get());
+  return *snap;
+}
+
+// A large object has its own mapping, rounded to pages, or (up to 1 MiB,
+// when the page heap has a free block) a whole buddy block.
+TEST(LargeApi, UsableSizeIsPageRoundedOrAWholeBlock) {
   for (size_t n : {kMaxSmall + 1, kMaxSmall + 4096, size_t(300000), kMiB, 5 * kMiB + 1}) {
     void* p = strata_malloc(n);
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(uintptr_t(p) % kPageSize, 0u);
-    EXPECT_EQ(strata_usable_size(p), AlignUp(n, kPageSize)) << n;
-    memset(p, 0x5a, strata_usable_size(p));
+    const size_t usable = strata_usable_size(p);
+    if (usable != AlignUp(n, kPageSize)) {
+      EXPECT_LE(n, kMiB);
+      EXPECT_EQ(usable, OrderFor(Pages{AlignUp(n, kPageSize) >> kPageShift}).bytes()) << n;
+    }
+    memset(p, 0x5a, usable);
     strata_free(p);
   }
+}
+
+// Up to 1 MiB, a large malloc takes a free block of the page heap when
+// there is one, so that pages freed by small objects serve it (and its
+// pages serve them once it is freed); it never grows the heap for it.
+TEST(LargeApi, UpTo1MiBALargeObjectTakesAFreePageHeapBlock) {
+  // Blocks of 64 pages until the heap has a free block of 128 pages or
+  // more (the heap grows for them: a fresh chunk has 512 KiB-2 MiB free).
+  auto has_512k_free = [](const Snapshot& s) {
+    for (unsigned k = 7; k < kNumOrders; ++k) {
+      if (s.pages.free_blocks[k] != 0) return true;
+    }
+    return false;
+  };
+  std::vector<void*> anchors;
+  while (!has_512k_free(SnapshotNow())) {
+    ASSERT_LT(anchors.size(), 64u);
+    anchors.push_back(strata_aligned_alloc(kMaxSmall, kMaxSmall));
+    ASSERT_NE(anchors.back(), nullptr);
+  }
+  const Snapshot before = SnapshotNow();
+  char* p = static_cast<char*>(strata_malloc(300000));
+  ASSERT_NE(p, nullptr);
+  Fill(p, 300000, 11);
+  const Snapshot mid = SnapshotNow();
+  EXPECT_EQ(mid.large.live, before.large.live) << "no mapping of its own";
+  EXPECT_EQ(mid.page_objects, before.page_objects + 1);
+  EXPECT_EQ(mid.pages.mmap_bytes + mid.pages.brk_bytes, before.pages.mmap_bytes + before.pages.brk_bytes)
+      << "the heap did not grow";
+  EXPECT_EQ(strata_usable_size(p), size_t{512} << 10);
+  // Grown within its block: the same address. Beyond it: moved, intact.
+  EXPECT_EQ(strata_realloc(p, 500000), p);
+  char* q = static_cast<char*>(strata_realloc(p, 900000));
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(Intact(q, 300000, 11));
+  // Shrunk to half its block or less, it moves into its class.
+  char* r = static_cast<char*>(strata_realloc(q, 1000));
+  ASSERT_NE(r, nullptr);
+  EXPECT_TRUE(Intact(r, 1000, 11));
+  EXPECT_EQ(strata_usable_size(r), Info(SizeToClass(1000)).size);
+  const Snapshot after = SnapshotNow();
+  EXPECT_EQ(after.page_object_frees - before.page_object_frees, after.page_objects - before.page_objects)
+      << "every block it used went back to the page heap";
+  strata_free(r);
+  for (void* a : anchors) strata_free(a);
+}
+
+// A page object shrunk to more than half its block stays where it is.
+TEST(LargeApi, APageObjectShrunkAboveHalfItsBlockStays) {
+  void* p = strata_aligned_alloc(8192, 200000);  // a 256 KiB block
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(strata_usable_size(p), kMaxSmall);
+  Fill(p, 200000, 12);
+  EXPECT_EQ(strata_realloc(p, kMaxSmall / 2 + 4096), p);
+  void* q = strata_realloc(p, kMaxSmall / 2);
+  ASSERT_NE(q, nullptr);
+  EXPECT_NE(q, p) << "at half its block it moves";
+  EXPECT_TRUE(Intact(q, kMaxSmall / 2, 12));
+  strata_free(q);
 }
 
 TEST(LargeApi, FreedMappingsAreCachedThenReleased) {
@@ -373,10 +444,11 @@ TEST(LargeApi, ReallocToASmallSizeMovesIntoItsClassAndCachesTheMapping) {
     EXPECT_TRUE(Mapped(p)) << to << ": the mapping is kept for reuse";
     strata_free(q);
   }
-  // Above half the mapping, a shrink stays in place.
-  char* p = static_cast<char*>(strata_malloc(kMaxSmall + kMiB / 8));
+  // Above half the mapping, a shrink stays in place (a mapping of its own:
+  // above 1 MiB).
+  char* p = static_cast<char*>(strata_malloc(kMiB + kMiB / 2));
   ASSERT_NE(p, nullptr);
-  EXPECT_EQ(strata_realloc(p, kMaxSmall), p);
+  EXPECT_EQ(strata_realloc(p, kMiB), p);
   strata_free(p);
 }
 
