@@ -332,7 +332,8 @@ STRATA_COLD bool ReclaimAddressSpace() {
 }
 
 // The exchange between the page heap and the large-object cache. Large
-// objects have mappings of their own, so free pages of the page heap cannot
+// objects above 1 MiB (and smaller ones when the page heap has no free
+// block) have mappings of their own, so free pages of the page heap cannot
 // serve them, nor cached large mappings small objects: a program whose
 // phases alternate between the two paid twice, for memory that sat free on
 // one side while the other side faulted in new pages. So when one side
@@ -594,9 +595,11 @@ void* Realloc(void* p, size_t size) {
     }
     old_size = s->bytes;
     // A page object (a large object in a page-heap block, or an aligned
-    // one) shrunk to half its block or less moves, as a large one does:
-    // into its class, or into a smaller block.
-    shrink_moves = size <= old_size / 2;
+    // one) shrunk to a small size and to half its block or less moves into
+    // its class, as a mapped large object does. Above kMaxSmall it stays:
+    // a smaller block would leave it no room, and a buffer resized up and
+    // down around half a block would be copied each time.
+    shrink_moves = size <= kMaxSmall && size <= old_size / 2;
   }
   const bool shrink = size <= old_size;
   if (shrink && !shrink_moves) return p;

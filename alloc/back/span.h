@@ -22,7 +22,7 @@ enum class SpanState : uint8_t {
   kNone = 0,     // a recycled or unused record
   kFree,         // a free buddy block in the page heap
   kSmall,        // a span carved into objects of one size class
-  kPageObject,   // one object of whole pages from the page heap (aligned)
+  kPageObject,   // one object in a whole page-heap block (aligned, or large up to 1 MiB)
   kLarge,        // a large object with its own mapping
   kLargeCached,  // a freed large mapping kept for reuse (large.h)
 };

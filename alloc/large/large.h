@@ -1,4 +1,6 @@
-// LargeHeap: objects above kMaxSmall, each with its own mapping.
+// LargeHeap: objects above kMaxSmall, each with its own mapping (those of
+// at most 1 MiB only when the page heap has no free block for them: see
+// LargeFromFreePages in alloc/strata.cc).
 //
 // Each mapping has a Span record (state kLarge) entered in the page map
 // under its first page, which is how free() recognises it; the class byte

@@ -330,7 +330,16 @@ TEST(LargeApi, UpTo1MiBALargeObjectTakesAFreePageHeapBlock) {
   char* q = static_cast<char*>(strata_realloc(p, 900000));
   ASSERT_NE(q, nullptr);
   EXPECT_TRUE(Intact(q, 300000, 11));
-  // Shrunk to half its block or less, it moves into its class.
+  // Shrunk above 256 KiB, it stays where it is, even below half its block:
+  // a smaller block would leave it no room.
+  const size_t q_usable = strata_usable_size(q);
+  EXPECT_EQ(strata_realloc(q, kMaxSmall + 4096), q);
+  if (q_usable == kMiB) {
+    EXPECT_EQ(strata_usable_size(q), q_usable) << "still its whole block";
+  }
+  EXPECT_TRUE(Intact(q, kMaxSmall, 11));
+  // Shrunk to a small size and half its block or less, it moves into its
+  // class.
   char* r = static_cast<char*>(strata_realloc(q, 1000));
   ASSERT_NE(r, nullptr);
   EXPECT_TRUE(Intact(r, 1000, 11));

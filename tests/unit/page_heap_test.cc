@@ -169,6 +169,24 @@ INSTANTIATE_TEST_SUITE_P(Seeds, PageHeapRandom, ::testing::Values(1u, 2u, 3u, 42
 
 // ---- deterministic shapes ----
 
+TEST(PageHeap, WithoutGrowingOnlyAFreeBlockServes) {
+  FakeHeap h;
+  EXPECT_EQ(h.heap.Alloc(Order{7}, SpanState::kPageObject, 0, /*may_grow=*/false), nullptr)
+      << "an empty heap has no free block";
+  EXPECT_EQ(h.heap.Stats().chunks, 0u);
+  Span* small = h.heap.Alloc(Order{0}, SpanState::kPageObject, 0);  // maps a chunk
+  ASSERT_NE(small, nullptr);
+  Span* big = h.heap.Alloc(Order{kMaxOrder - 1}, SpanState::kPageObject, 0, /*may_grow=*/false);
+  ASSERT_NE(big, nullptr) << "the chunk's upper half is free";
+  EXPECT_EQ(big->start, small->start + kChunkSize / 2);
+  EXPECT_EQ(h.heap.Alloc(Order{kMaxOrder - 1}, SpanState::kPageObject, 0, /*may_grow=*/false), nullptr);
+  EXPECT_EQ(h.heap.Stats().chunks, 1u) << "it did not grow";
+  EXPECT_TRUE(h.Checked());
+  h.heap.Free(big);
+  h.heap.Free(small);
+  EXPECT_TRUE(h.Checked());
+}
+
 TEST(PageHeap, FirstAllocationMapsOneAlignedChunk) {
   FakeHeap h;
   Span* s = h.heap.Alloc(Order{0}, SpanState::kPageObject, 0);
