@@ -552,6 +552,11 @@ static bool ShrinkMoves(size_t cls, size_t size) {
   return Info(SizeToClass(size)).size <= Info(cls).size / 4 * 3;
 }
 
+// Whether realloc of an object of whole pages (`bytes` of mapping or
+// buddy block) down to `size` moves it into a size class: when the size is
+// small and at most half of what it holds.
+static bool ShrinkMovesIntoAClass(size_t bytes, size_t size) { return size <= kMaxSmall && size <= bytes / 2; }
+
 void* Realloc(void* p, size_t size) {
   if (p == nullptr) return Malloc(size);
   if (size == 0) {
@@ -580,7 +585,7 @@ void* Realloc(void* p, size_t size) {
       // other core to flush its TLB, and leave a mapping of a few pages per
       // object (mstress: 375 such mremaps, -25% ops/s for 1 large block in
       // 1000).
-      if (size <= kMaxSmall && size <= s->bytes / 2) {
+      if (ShrinkMovesIntoAClass(s->bytes, size)) {
         if (void* q = Malloc(size)) {
           memcpy(q, p, size);
           Free(p);
@@ -599,7 +604,7 @@ void* Realloc(void* p, size_t size) {
     // its class, as a mapped large object does. Above kMaxSmall it stays:
     // a smaller block would leave it no room, and a buffer resized up and
     // down around half a block would be copied each time.
-    shrink_moves = size <= kMaxSmall && size <= old_size / 2;
+    shrink_moves = ShrinkMovesIntoAClass(old_size, size);
   }
   const bool shrink = size <= old_size;
   if (shrink && !shrink_moves) return p;

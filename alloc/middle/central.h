@@ -74,9 +74,8 @@ class CentralList {
   // only when its spans are at most kKeepEmptyBytes. Larger spans (128 KiB
   // to 1 MiB: the 18 and 24 KiB classes and most from 36 KiB up) kept one
   // empty each, memory that neither decay nor any other class could reach
-  // until malloc_trim. Given back, the block
-  // serves every class and decays when idle (g++'s peak: -0.5 MiB; speed
-  // unchanged).
+  // until malloc_trim. Given back, the block serves every class and decays
+  // when idle (g++'s peak: -0.5 MiB; speed unchanged).
   static constexpr size_t kKeepEmptyBytes = 64 << 10;
   static constexpr size_t MaxEmptySpans(size_t cls) {
     return Order{AllClasses()[cls].order}.bytes() <= kKeepEmptyBytes ? 1 : 0;
@@ -113,7 +112,6 @@ class CentralList {
     size_ = Info(cls).size;
     objects_ = Info(cls).objects;
     order_ = Order{Info(cls).order};
-    max_empty_ = uint32_t(MaxEmptySpans(cls));
     batch_ = Info(cls).batch;
     transfer_cap_ = TransferCap(cls);
     for (unsigned i = 0; i < kBuckets - 1; ++i) {
@@ -186,7 +184,7 @@ class CentralList {
         --s->used;
         if (s->used == 0) {
           Unlist(s);
-          if (empty_.count < max_empty_) {
+          if (empty_.count < MaxEmptySpans(cls_)) {
             empty_.Push(s);
             s->on_list = kOnEmpty;
           } else {
@@ -404,7 +402,6 @@ class CentralList {
   PeakTracker* peak_ = nullptr;
   uint32_t size_ = 0;
   uint32_t objects_ = 0;
-  uint32_t max_empty_ = 0;
   Order order_{};
   uint8_t cls_ = 0;
   uint64_t spans_ = 0;

@@ -268,17 +268,13 @@ bool Mapped(const void* p) {
   return msync(const_cast<void*>(p), kPageSize, MS_ASYNC) == 0 || errno != ENOMEM;
 }
 
-LargeStats LargeNow() {
-  std::unique_ptr<Snapshot> snap(new Snapshot);
-  TakeSnapshot(snap.get());
-  return snap->large;
-}
-
 Snapshot SnapshotNow() {
   std::unique_ptr<Snapshot> snap(new Snapshot);
   TakeSnapshot(snap.get());
   return *snap;
 }
+
+LargeStats LargeNow() { return SnapshotNow().large; }
 
 // A large object has its own mapping, rounded to pages, or (up to 1 MiB,
 // when the page heap has a free block) a whole buddy block.
