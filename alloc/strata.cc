@@ -24,7 +24,8 @@ bool g_check = false;  // STRATA_CHECK: see "checking mode" below
 pthread_key_t g_key;
 
 // Registry of live thread caches, for statistics and budgets. Outermost
-// lock of all (registry -> central -> page heap -> large -> arena -> leaves).
+// lock of all (registry -> central -> mixed -> page heap -> large -> arena ->
+// leaves).
 SpinLock g_registry_lock;
 ThreadCacheT* g_registry = nullptr;
 size_t g_threads = 0;
@@ -130,10 +131,14 @@ STRATA_COLD bool InitSlow() {
     g_heap.pages.Bind(&g_heap.os, &g_heap.map, &g_heap.arena);
     g_heap.large.Bind(&g_heap.os, &g_heap.map, &g_heap.arena, &g_heap.peak);
     for (size_t c = 1, at = 0; c < kNumClasses; at += CentralList<RealOs>::TransferPointers(c), ++c) {
-      g_heap.central[c].Init(uint8_t(c), &g_heap.pages, &g_heap.transfer[at], &g_heap.peak);
+      g_heap.central[c].Init(uint8_t(c), &g_heap.pages, &g_heap.transfer[at], &g_heap.peak, &g_heap.mixed);
     }
+    g_heap.mixed.Bind(&g_heap.map, &g_heap.arena);
     ReadOptions(&g_heap.options);
     g_check = g_heap.options.check != 0;
+    // Checking mode looks objects up in their spans' free lists, which a
+    // mixed span does not have.
+    g_heap.mixed.set_enabled(!g_check);
     g_heap.pages.set_use_brk(g_heap.options.source == 1);
     g_heap.pages.set_decay_ms(g_heap.options.decay_ms);
     g_heap.pages.set_lazy_release(g_heap.options.release == 1);
@@ -398,6 +403,41 @@ Span* WholeSpanOf(const void* p) {
   return nullptr;
 }
 
+// The mixed span that holds p (alloc/middle/mixed.h), nullptr if none. The
+// caller read class 0 for p's page: the fence pairs with the release that
+// cleared it, so a span just handed to the pool reads as mixed.
+Span* MixedSpanOf(const void* p) {
+  Span* s = g_heap.map.SpanOf(uintptr_t(p));
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (s == nullptr || __atomic_load_n(&s->state, __ATOMIC_RELAXED) != SpanState::kMixed) return nullptr;
+  if (uintptr_t(p) < s->start || uintptr_t(p) >= s->end()) return nullptr;
+  return s;
+}
+
+// The bytes of p, an object of mixed span s; fatal unless p is the start of
+// a live object there.
+size_t MixedObjectBytes(const char* op, const void* p, const Span* s) {
+  const size_t bytes = MixedPool<RealOs>::ObjectBytes(s, uintptr_t(p));
+  if (bytes == 0) {
+    Fatalf("%s(): invalid pointer %p: not the start of a live object in its (mixed) span: interior, or already freed",
+           op, p);
+  }
+  return bytes;
+}
+
+// Frees p, an object of mixed span s, as the fast path frees any other:
+// onto the calling thread's list of its class.
+void FreeMixed(void* p, const Span* s) {
+  const size_t cls = SizeToClass(MixedObjectBytes("free", p, s));
+  ThreadCacheT& tc = t_cache;
+  if (tc.state != CacheState::kActive) return g_heap.central[cls].InsertRange(p, 1);
+  FreeList& l = tc.lists[cls];
+  if (p == l.head) Fatalf("free(): double free of %p (size class %zu, %u bytes)", p, cls, unsigned(Info(cls).size));
+  *static_cast<void**>(p) = l.head;
+  l.head = p;
+  if (--l.room < 0) tc.Overflow(cls, g_heap);
+}
+
 Order PageObjectOrder(size_t bytes) { return OrderFor(Pages{AlignUp(bytes, kPageSize) >> kPageShift}); }
 
 // A block just taken from the page heap for one object (nullptr: none).
@@ -466,7 +506,10 @@ void* MallocSlow(size_t cls, size_t size) {
 
 void FreeOverflow(void* p) {
   // Only an active cache has the object checks that let a free this far.
-  t_cache.Overflow(g_heap.map.ClassOf(uintptr_t(p)), g_heap);
+  size_t cls = g_heap.map.ClassOf(uintptr_t(p));
+  // Its span went to the mixed pool since the fast path read its class.
+  if (STRATA_UNLIKELY(cls == 0)) cls = SizeToClass(MixedObjectBytes("free", p, MixedSpanOf(p)));
+  t_cache.Overflow(cls, g_heap);
   MaybeStartBackground();
 }
 
@@ -491,7 +534,10 @@ void FreeUnchecked(void* p) {
 void FreeSlow(void* p) {
   if (p == nullptr || InBoot(p)) return;
   Span* s = WholeSpanOf(p);
-  if (s == nullptr) InvalidPointer("free", p);
+  if (s == nullptr) {
+    if (const Span* m = MixedSpanOf(p)) return FreeMixed(p, m);
+    InvalidPointer("free", p);
+  }
   if (s->state == SpanState::kLarge) {
     g_heap.large.Free(s, RealOs::NowMs());  // may be cached: someone must purge it
   } else {
@@ -534,7 +580,10 @@ size_t UsableSize(const void* p) {
   }
   if (InBoot(p)) return BootSize(p);
   Span* s = WholeSpanOf(p);
-  if (s == nullptr) InvalidPointer("malloc_usable_size", p);
+  if (s == nullptr) {
+    if (const Span* m = MixedSpanOf(p)) return MixedObjectBytes("malloc_usable_size", p, m);
+    InvalidPointer("malloc_usable_size", p);
+  }
   return s->bytes;
 }
 
@@ -574,6 +623,15 @@ void* Realloc(void* p, size_t size) {
     shrink_moves = size <= old_size && ShrinkMoves(cls, size);
   } else if (InBoot(p)) {
     old_size = BootSize(p);
+  } else if (const Span* m = WholeSpanOf(p) == nullptr ? MixedSpanOf(p) : nullptr) {
+    // An object of a mixed span: a small object like any other.
+    old_size = MixedObjectBytes("realloc", p, m);
+    cls = SizeToClass(old_size);
+    if (p == t_cache.lists[cls].head) {
+      Fatalf("realloc(): %p was already freed (use after free; size class %zu, %u bytes)", p, cls,
+             unsigned(Info(cls).size));
+    }
+    shrink_moves = size <= old_size && ShrinkMoves(cls, size);
   } else {
     Span* s = WholeSpanOf(p);
     if (s == nullptr) InvalidPointer("realloc", p);
@@ -665,7 +723,7 @@ void BadSmallFree(const char* op, void* p, size_t cls) {
 bool Owns(const void* p) {
   if (p == nullptr) return false;
   if (g_heap.map.ClassOf(uintptr_t(p)) != 0 || InBoot(p)) return true;
-  return WholeSpanOf(p) != nullptr;
+  return WholeSpanOf(p) != nullptr || MixedSpanOf(p) != nullptr;
 }
 
 size_t ReleaseMemory() {
@@ -678,6 +736,7 @@ size_t ReleaseMemory() {
 void ForkPrepare() {
   g_registry_lock.Lock();
   for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].lock().Lock();
+  g_heap.mixed.lock().Lock();
   g_heap.pages.lock().Lock();
   g_heap.large.lock().Lock();
   g_heap.arena.lock().Lock();
@@ -689,6 +748,7 @@ void ForkParent() {
   g_heap.arena.lock().Unlock();
   g_heap.large.lock().Unlock();
   g_heap.pages.lock().Unlock();
+  g_heap.mixed.lock().Unlock();
   for (size_t c = kNumClasses; c-- > 1;) g_heap.central[c].lock().Unlock();
   g_registry_lock.Unlock();
 }
@@ -729,6 +789,7 @@ STRATA_COLD void TakeSnapshot(Snapshot* snap) {
     snap->threads.requested[c] += g_direct_requested[c].load(std::memory_order_relaxed);
     snap->central[c] = g_heap.central[c].Stats();
   }
+  snap->mixed = g_heap.mixed.Stats();
   snap->pages = g_heap.pages.Stats();
   snap->large = g_heap.large.Stats();
   snap->page_objects = g_page_objects.load(std::memory_order_relaxed);

@@ -35,6 +35,7 @@ struct Heap {
   MetaArena<RealOs> arena;
   PageHeap<RealOs> pages;
   CentralList<RealOs> central[kNumClasses];
+  MixedPool<RealOs> mixed;
   void* transfer[CentralList<RealOs>::AllTransferPointers()] = {};  // the central lists' transfer caches
   LargeHeap<RealOs> large;
   PeakTracker peak;
@@ -115,7 +116,7 @@ STRATA_INLINE void Free(void* p) {
   if (STRATA_UNLIKELY(classes == nullptr)) return FreeSlow(p);  // no leaf: not ours, or nullptr
   // Class 0 (not a small object: large, page-sized, free pages) needs no
   // test of its own: list 0's check is all zero and fails.
-  FreeList& list = t_cache.lists[classes[PageMapT::LeafIndex(uintptr_t(p))]];
+  FreeList& list = t_cache.lists[PageMapT::LoadClass(classes, uintptr_t(p))];
   // Two cheap checks before the pointer is trusted: it must be an object's
   // start, and not the object freed last (a double free).
   if (STRATA_UNLIKELY(!list.check.IsObjectStart(uintptr_t(p)) || p == list.head)) return FreeUnchecked(p);

@@ -430,6 +430,13 @@ bool PageHeap<Os>::Check(const char** why) {
           if (map_->SpanOf(p) != s) return fail("a page of a live span maps elsewhere");
           if (map_->ClassOf(p) != s->cls) return fail("a page of a live span has the wrong class");
         }
+      } else if (s->state == SpanState::kMixed) {
+        used += s->pages().n;
+        for (size_t i = 0; i < s->pages().n; ++i) {
+          uintptr_t p = a + (i << kPageShift);
+          if (map_->SpanOf(p) != s) return fail("a page of a mixed span maps elsewhere");
+          if (map_->ClassOf(p) != 0) return fail("a page of a mixed span has a size class");
+        }
       } else {
         return fail("block in a chunk with an unexpected state");
       }

@@ -50,7 +50,7 @@ class PageMap {
   STRATA_INLINE size_t ClassOf(uintptr_t a) const {
     const uint8_t* classes = LeafClasses(a);
     if (STRATA_UNLIKELY(classes == nullptr)) return 0;
-    return classes[LeafIndex(a)];
+    return LoadClass(classes, a);
   }
 
   // The class bytes of the leaf that covers `a`, nullptr when there is no
@@ -61,6 +61,12 @@ class PageMap {
     return leaf != nullptr ? leaf->cls : nullptr;
   }
   STRATA_INLINE static size_t LeafIndex(uintptr_t a) { return (a >> kPageShift) & (kLeafPages - 1); }
+  // A page's class byte. Atomic (relaxed, a plain load on every target):
+  // a span of small objects handed to the mixed pool has its class cleared
+  // while other threads free its objects (alloc/middle/mixed.h).
+  STRATA_INLINE static size_t LoadClass(const uint8_t* classes, uintptr_t a) {
+    return __atomic_load_n(&classes[LeafIndex(a)], __ATOMIC_RELAXED);
+  }
 
   // The span record last stored for a's page (may be stale: see above).
   STRATA_INLINE Span* SpanOf(uintptr_t a) const {
@@ -92,18 +98,21 @@ class PageMap {
       Leaf* leaf = root_[a >> 30].load(std::memory_order_relaxed);
       size_t idx = LeafIndex(a);
       leaf->span[idx] = span;
-      leaf->cls[idx] = cls;
+      __atomic_store_n(&leaf->cls[idx], cls, __ATOMIC_RELAXED);
     }
   }
   void SetSpan(uintptr_t a, Span* span) {
     Leaf* leaf = root_[a >> 30].load(std::memory_order_relaxed);
     leaf->span[LeafIndex(a)] = span;
   }
+  // Class 0 for `pages` pages from `start`. Release: a reader that finds 0
+  // and then fences (acquire) sees what the writer stored before, such as
+  // the span's new state.
   void ClearClass(uintptr_t start, Pages pages) {
     for (size_t i = 0; i < pages.n; ++i) {
       uintptr_t a = start + (i << kPageShift);
       Leaf* leaf = root_[a >> 30].load(std::memory_order_relaxed);
-      leaf->cls[LeafIndex(a)] = 0;
+      __atomic_store_n(&leaf->cls[LeafIndex(a)], uint8_t{0}, __ATOMIC_RELEASE);
     }
   }
 

@@ -7,7 +7,10 @@
 //    free_since_ms, next/prev while on a free list;
 //  - central list of `cls` (under its lock): freelist, bump, used,
 //    next/prev while on the central list;
-//  - large registry (under its lock): bytes, next/prev.
+//  - large registry (under its lock): bytes, next/prev;
+//  - mixed pool (under its lock), for a kMixed span: freelist (its granule
+//    map), bump (its longest free run), used (granules in use), next/prev,
+//    on_list.
 // bump and bytes share a word: no span is both small and large.
 #pragma once
 
@@ -25,6 +28,7 @@ enum class SpanState : uint8_t {
   kPageObject,   // one object in a whole page-heap block (aligned, or large up to 1 MiB)
   kLarge,        // a large object with its own mapping
   kLargeCached,  // a freed large mapping kept for reuse (large.h)
+  kMixed,        // a span of small objects of any size (middle/mixed.h)
 };
 
 struct Span {

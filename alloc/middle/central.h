@@ -39,6 +39,7 @@
 #pragma once
 
 #include "alloc/back/page_heap.h"
+#include "alloc/middle/mixed.h"
 #include "alloc/middle/size_class.h"
 #include "alloc/stats/peak.h"
 
@@ -55,6 +56,8 @@ struct CentralStats {
   uint64_t lock_contended = 0;
   uint64_t span_allocs = 0;    // spans taken from the page heap
   uint64_t span_frees = 0;     // spans given back to it
+  uint64_t spans_mixed = 0;    // spans handed to the mixed pool
+  uint64_t mixed_objects = 0;  // objects out (or in the transfer cache) that live in mixed spans
 };
 
 // Batches move through arrays of kMaxBatch pointers.
@@ -104,9 +107,14 @@ class CentralList {
   constexpr CentralList() = default;
   // `transfer`: TransferPointers(cls) pointers of storage for the transfer
   // cache. `peak` (may be null) follows the bytes handed out.
-  void Init(uint8_t cls, PageHeap<Os>* heap, void** transfer, PeakTracker* peak = nullptr) {
+  // `mixed` (may be null): the pool that takes this class's nearly empty
+  // one-page spans when the class has room to spare, and whose free runs
+  // serve it when it has no partly used span.
+  void Init(uint8_t cls, PageHeap<Os>* heap, void** transfer, PeakTracker* peak = nullptr,
+            MixedPool<Os>* mixed = nullptr) {
     cls_ = cls;
     heap_ = heap;
+    mixed_ = mixed;
     peak_ = peak;
     transfer_ = transfer;
     size_ = Info(cls).size;
@@ -117,6 +125,9 @@ class CentralList {
     for (unsigned i = 0; i < kBuckets - 1; ++i) {
       threshold_[i] = uint32_t((uint64_t(objects_) * (i + 1) + kBuckets - 1) / kBuckets);
     }
+    const bool mixable = mixed != nullptr && size_ <= MixedPool<Os>::kMaxObject;
+    mix_at_or_below_ = mixable && order_.k == 0 ? objects_ / 4 : 0;
+    carves_ = mixable;
   }
 
   // Takes up to n objects, chained through their first word; *head gets
@@ -174,6 +185,12 @@ class CentralList {
       for (int i = 0; i < n; ++i) {
         void* next = *static_cast<void**>(o);
         Span* s = heap_->map()->SpanOf(uintptr_t(o));
+        if (STRATA_UNLIKELY(s->state == SpanState::kMixed)) {
+          --mixed_objects_;
+          if (mixed_->Free(s, o, size_)) to_release.Push(s);
+          o = next;
+          continue;
+        }
         if (STRATA_UNLIKELY(s->used == 0)) {
           // Every object of the span is already free: this one was freed
           // twice. Cheap to see here, fatal to let through.
@@ -192,6 +209,8 @@ class CentralList {
             --spans_;
             to_release.Push(s);
           }
+        } else if (STRATA_UNLIKELY(s->used <= mix_at_or_below_) && MixLocked(s)) {
+          // handed to the mixed pool
         } else if (s->on_list != BucketMark(s->used)) {
           Unlist(s);
           ListPartial(s);
@@ -270,7 +289,9 @@ class CentralList {
     st.empty_spans = empty_.count;
     st.objects_out = objects_out_;
     st.transfer_objects = uint64_t(transfer_n_) * batch_;
-    st.free_objects = spans_ * objects_ - objects_out_ - st.transfer_objects;
+    st.mixed_objects = mixed_objects_;
+    st.free_objects = spans_ * objects_ - (objects_out_ + st.transfer_objects - mixed_objects_);
+    st.spans_mixed = spans_mixed_;
     st.span_allocs = span_allocs_;
     st.span_frees = span_frees_;
     st.lock_acquisitions = lock_.acquisitions();
@@ -291,6 +312,21 @@ class CentralList {
     bool fresh_left = fresh > 0;
     while (got < n) {
       Span* s = FullestPartial();
+      if (s == nullptr && empty_.empty() && carves_ && mixed_->HasRoom()) {
+        // Free runs of the mixed pool before a new span (already touched
+        // memory: they count as objects that came back, not fresh ones).
+        // Fewer than n is fine: the pool looks at a few spans only.
+        void* h;
+        void* t;
+        const int c = mixed_->Carve(size_, n - got, &h, &t);
+        if (c > 0) {
+          if (last == nullptr) first = h; else *static_cast<void**>(last) = h;
+          last = t;
+          got += c;
+          mixed_objects_ += uint64_t(c);
+          break;
+        }
+      }
       if (s == nullptr) {
         if (!fresh_left && empty_.empty()) break;  // a kept empty span's objects came back
         s = TakeSpanLocked();
@@ -374,6 +410,35 @@ class CentralList {
     s->on_list = 0;
   }
 
+  // s, a one-page span down to a quarter of its objects, goes to the mixed
+  // pool if this class has room to spare: at least half of its own spans'
+  // objects free, and at least kMinFreeBytes of them when it starts (see
+  // alloc/middle/mixed.h). Once started it goes on while half are free:
+  // the spans it hands over take their free room with them, and stopping
+  // at kMinFreeBytes left that much stranded (frag: 1,242 spans, 4 MiB).
+  // Lock held; objects_out_ may lag by the batch being returned.
+  bool MixLocked(Span* s) {
+    const uint64_t in_spans = objects_out_ + uint64_t(transfer_n_) * batch_ - mixed_objects_;
+    const uint64_t total = spans_ * objects_;
+    const uint64_t free = total > in_spans ? total - in_spans : 0;
+    if (2 * free < total || !mixed_->enabled()) {
+      mixing_ = false;
+      return false;
+    }
+    if (!mixing_ && free * size_ < MixedPool<Os>::kMinFreeBytes) return false;
+    mixing_ = true;
+    Unlist(s);
+    const uint32_t used = s->used;
+    if (!mixed_->Adopt(s, size_)) {
+      ListPartial(s);
+      return false;
+    }
+    --spans_;
+    ++spans_mixed_;
+    mixed_objects_ += used;
+    return true;
+  }
+
   // A span with free objects (on no list): an empty one we kept, or a new
   // one from the page heap.
   Span* TakeSpanLocked() {
@@ -395,15 +460,21 @@ class CentralList {
   uint64_t transfer_uses_ = 0;
   uint64_t transfer_uses_seen_ = 0;
   int batch_ = 0;
+  uint32_t mix_at_or_below_ = 0;  // 0: spans of this class never go to the mixed pool
   SpanList partial_[kBuckets];
   uint32_t threshold_[kBuckets - 1] = {};
   SpanList empty_;
   PageHeap<Os>* heap_ = nullptr;
   PeakTracker* peak_ = nullptr;
+  MixedPool<Os>* mixed_ = nullptr;
+  uint64_t mixed_objects_ = 0;
+  uint64_t spans_mixed_ = 0;
   uint32_t size_ = 0;
   uint32_t objects_ = 0;
   Order order_{};
   uint8_t cls_ = 0;
+  bool carves_ = false;  // objects of this class may be carved from mixed spans
+  bool mixing_ = false;  // handing spans to the mixed pool (MixLocked)
   uint64_t spans_ = 0;
   uint64_t objects_out_ = 0;
   uint64_t span_allocs_ = 0;

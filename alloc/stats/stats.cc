@@ -35,7 +35,8 @@ void Finish(Snapshot* s) {
   s->misses = s->threads.misses;
   s->hits = s->allocs >= s->misses ? s->allocs - s->misses : 0;
   // Page objects: their pages are the used pages not in small spans.
-  uint64_t small_span_pages = 0;
+  s->central_free_bytes += s->mixed.free_bytes;
+  uint64_t small_span_pages = s->mixed.spans;  // mixed spans are one page each
   for (size_t c = 1; c < kNumClasses; ++c) small_span_pages += s->central[c].spans << Info(c).order;
   uint64_t po_pages = s->pages.used_pages >= small_span_pages ? s->pages.used_pages - small_span_pages : 0;
   s->page_object_bytes = po_pages << kPageShift;
@@ -204,6 +205,14 @@ size_t WriteJson(const Snapshot& s, char* buf, size_t len) {
   j.U("empty_spans", empty);
   j.U("free_bytes", s.central_free_bytes);
   j.Close('}');
+  j.Open("mixed", '{');
+  j.U("spans", s.mixed.spans);
+  j.U("used_bytes", s.mixed.used_bytes);
+  j.U("free_bytes", s.mixed.free_bytes);
+  j.U("adopted", s.mixed.adopted);
+  j.U("released", s.mixed.released);
+  j.U("carved", s.mixed.carved);
+  j.Close('}');
   j.Open("page_heap", '{');
   j.U("page_size", kPageSize);
   j.U("chunk_size", kChunkSize);
@@ -276,6 +285,13 @@ size_t WriteText(const Snapshot& s, char* buf, size_t len) {
     Num(out, r.spans, 9);
     Bytes(out, r.live * r.size, 13);
     out.Put('\n');
+  }
+  if (s.mixed.adopted != 0) {
+    out.Str("  mixed spans: "); out.U64(s.mixed.spans);
+    out.Str(" ("); Bytes(out, s.mixed.used_bytes, 0); out.Str(" in use, "); Bytes(out, s.mixed.free_bytes, 0);
+    out.Str(" free), adopted "); out.U64(s.mixed.adopted);
+    out.Str(", released "); out.U64(s.mixed.released);
+    out.Str(", objects carved "); out.U64(s.mixed.carved); out.Put('\n');
   }
   out.Str("  page heap: chunks "); out.U64(s.pages.chunks);
   out.Str(", splits "); out.U64(s.pages.splits);

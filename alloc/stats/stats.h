@@ -33,6 +33,7 @@ struct Snapshot {
   uint64_t cached_bytes = 0;      // in thread caches
   uint64_t cached_objects[kNumClasses] = {};
   CentralStats central[kNumClasses];
+  MixedStats mixed;
   PageHeapStats pages;
   LargeStats large;
   uint64_t page_objects = 0;
@@ -49,7 +50,7 @@ struct Snapshot {
   uint64_t allocated_bytes = 0;    // live bytes handed to the program
   uint64_t mapped_bytes = 0;       // chunks + large mappings + metadata
   uint64_t released_bytes = 0;     // free page-heap bytes returned to the OS
-  uint64_t central_free_bytes = 0; // free objects inside spans
+  uint64_t central_free_bytes = 0; // free objects inside spans (mixed spans' free bytes too)
   uint64_t heap_free_bytes = 0;    // free pages in the page heap
   uint64_t hits = 0, misses = 0;
   uint64_t lock_acquisitions = 0, lock_contended = 0;

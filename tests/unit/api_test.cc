@@ -8,6 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <random>
+#include <algorithm>
 #include <set>
 #include <thread>
 #include <vector>
@@ -566,7 +568,7 @@ TEST(ApiStats, SnapshotIsConsistent) {
     EXPECT_EQ(int64_t(r.live), Live(*s, c));
     EXPECT_EQ(r.allocs, r.frees + r.live);
     EXPECT_EQ(s->cached_objects[c], t_cache.lists[c].length()) << "only this thread has a cache";
-    EXPECT_EQ(s->central[c].spans * Info(c).objects,
+    EXPECT_EQ(s->central[c].spans * Info(c).objects + s->central[c].mixed_objects,
               s->central[c].objects_out + s->central[c].free_objects + s->central[c].transfer_objects);
   }
   EXPECT_GE(s->allocs, s->frees);
@@ -576,6 +578,76 @@ TEST(ApiStats, SnapshotIsConsistent) {
   EXPECT_GT(need, 0u);
   EXPECT_NE(strstr(buf, "strata statistics"), nullptr);
   for (size_t i = 1; i < held.size(); i += 2) strata_free(held[i]);
+}
+
+// frag at a thirty-second: 8 MiB of 64-byte objects, 90% freed at random,
+// then 200-byte objects. Their spans go to the mixed pool, the 200-byte
+// objects (class 208) go into the holes, and every API treats them as
+// small objects.
+TEST(ApiMixed, HolesOfSparseSpansServeAnotherSizeThroughEveryCall) {
+  const size_t n = (size_t{8} << 20) / 64;
+  std::vector<void*> small(n);
+  for (size_t i = 0; i < n; ++i) {
+    small[i] = strata_malloc(64);
+    ASSERT_NE(small[i], nullptr);
+    Fill(small[i], 64, uint64_t(i) * 0x9e3779b97f4a7c15u);
+  }
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::mt19937 rng(3);
+  std::shuffle(order.begin(), order.end(), rng);
+  for (size_t j = 0; j < n * 9 / 10; ++j) {
+    strata_free(small[order[j]]);
+    small[order[j]] = nullptr;
+  }
+  auto before = Snap();
+  EXPECT_GT(before->mixed.adopted, 0u);
+  std::vector<void*> other;
+  for (size_t i = 0; i < n * 9 / 10 * 64 / 200; ++i) {
+    void* p = strata_malloc(200);
+    ASSERT_NE(p, nullptr);
+    Fill(p, 200, uint64_t(i + n) * 0x9e3779b97f4a7c15u);
+    other.push_back(p);
+  }
+  auto after = Snap();
+  EXPECT_GT(after->mixed.carved, other.size() / 2) << "most went into holes";
+  size_t mixed = 0;
+  for (size_t i = 0; i < other.size(); ++i) {
+    void* p = other[i];
+    Span* s = g_heap.map.SpanOf(uintptr_t(p));
+    if (s->state != SpanState::kMixed) continue;
+    ++mixed;
+    EXPECT_EQ(strata_usable_size(p), 208u);
+    EXPECT_EQ(g_heap.map.ClassOf(uintptr_t(p)), 0u);
+    if (mixed % 7 == 0) {
+      // Grown, it moves and keeps its bytes; the hole comes back.
+      void* q = strata_realloc(p, 600);
+      ASSERT_NE(q, nullptr);
+      EXPECT_TRUE(Intact(q, 200, uint64_t(i + n) * 0x9e3779b97f4a7c15u)) << FirstMismatch(q, 200, uint64_t(i + n) * 0x9e3779b97f4a7c15u);
+      other[i] = q = strata_realloc(q, 200);
+      EXPECT_TRUE(Intact(q, 200, uint64_t(i + n) * 0x9e3779b97f4a7c15u));
+    } else if (mixed % 7 == 1) {
+      // Shrunk a little, it stays.
+      EXPECT_EQ(strata_realloc(p, 190), p);
+    }
+  }
+  EXPECT_GT(mixed, 0u);
+  for (size_t i = 0; i < n; ++i) {
+    if (small[i] == nullptr) continue;
+    EXPECT_TRUE(Intact(small[i], 64, uint64_t(i) * 0x9e3779b97f4a7c15u)) << "a 64-byte object was carved over";
+    strata_free(small[i]);
+  }
+  for (size_t i = 0; i < other.size(); ++i) {
+    EXPECT_TRUE(Intact(other[i], 190, uint64_t(i + n) * 0x9e3779b97f4a7c15u));
+    strata_free(other[i]);
+  }
+  strata_release();
+  auto end = Snap();
+  EXPECT_EQ(end->mixed.spans, 0u) << "every mixed span emptied and went back to the page heap";
+  EXPECT_EQ(end->mixed.used_bytes, 0u);
+  const char* why = "";
+  EXPECT_TRUE(g_heap.mixed.Check(&why)) << why;
+  EXPECT_TRUE(g_heap.pages.Check(&why)) << why;
 }
 
 }  // namespace

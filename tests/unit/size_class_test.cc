@@ -49,8 +49,14 @@ TEST(SizeClassTable, NeighboursAbove128AreAtMost25PercentApart) {
   }
 }
 
-TEST(SizeClassTable, FourClassesPerDoublingAbove128AndFiveFrom1K) {
-  for (size_t lo = 128; lo < kMaxSmall; lo *= 2) {
+TEST(SizeClassTable, SixteenBytesApartUpTo256) {
+  // 208 among them: a 200-byte object in a hole of a mixed span takes 208
+  // bytes, not 224 (frag's refill).
+  for (size_t size = 16; size <= 256; size += 16) EXPECT_EQ(Info(SizeToClass(size)).size, size) << size;
+}
+
+TEST(SizeClassTable, FourClassesPerDoublingAbove256AndFiveFrom1K) {
+  for (size_t lo = 256; lo < kMaxSmall; lo *= 2) {
     int n = 0;
     for (size_t c = 1; c < kNumClasses; ++c) {
       if (Info(c).size > lo && Info(c).size <= 2 * lo) ++n;
