@@ -409,7 +409,7 @@ Span* WholeSpanOf(const void* p) {
 Span* MixedSpanOf(const void* p) {
   Span* s = g_heap.map.SpanOf(uintptr_t(p));
   std::atomic_thread_fence(std::memory_order_acquire);
-  if (s == nullptr || __atomic_load_n(&s->state, __ATOMIC_RELAXED) != SpanState::kMixed) return nullptr;
+  if (s == nullptr || s->LoadState() != SpanState::kMixed) return nullptr;
   if (uintptr_t(p) < s->start || uintptr_t(p) >= s->end()) return nullptr;
   return s;
 }

@@ -51,6 +51,15 @@ struct Span {
   uint8_t cls = 0;
   uint8_t on_list = 0;        // kSmall: which central list holds it (central.h)
 
+  // The state as read and written where a span changes hands while other
+  // threads may look at it (a span handed to the mixed pool).
+  SpanState LoadState() const {
+    return SpanState(__atomic_load_n(reinterpret_cast<const uint8_t*>(&state), __ATOMIC_RELAXED));
+  }
+  void StoreStateRelease(SpanState st) {
+    __atomic_store_n(reinterpret_cast<uint8_t*>(&state), uint8_t(st), __ATOMIC_RELEASE);
+  }
+
   Pages pages() const { return Order{order}.pages(); }
   uintptr_t end() const { return start + Order{order}.bytes(); }
 };

@@ -213,7 +213,7 @@ class MixedPool {
     s->cls = 0;
     s->on_list = 0;
     // Frees read the class byte, then the state: state first.
-    __atomic_store_n(&s->state, SpanState::kMixed, __ATOMIC_RELEASE);
+    s->StoreStateRelease(SpanState::kMixed);
     map_->ClearClass(s->start, s->pages());
     LockGuard g(lock_);
     ++spans_;

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <memory>
+#include <algorithm>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -266,6 +267,65 @@ TEST(Stress, ProducerConsumer) {
     EXPECT_EQ(Row(*after, c).live, Row(*before, c).live) << "class " << c;
   }
   EXPECT_EQ(after->live_threads, before->live_threads);
+}
+
+// Spans go to the mixed pool while other threads free their objects (the
+// fast path may have read the old class, an overflow reads it again), and
+// threads allocate other sizes from the holes and free each other's.
+TEST(Stress, MixedSpansUnderCrossThreadFrees) {
+  constexpr int kThreads = 4;
+  const size_t n = (size_t{12} << 20) / 64;
+  std::vector<void*> small(n);
+  for (size_t i = 0; i < n; ++i) {
+    small[i] = strata_malloc(64);
+    Fill(small[i], 64, uint64_t(i) * 0x9e3779b97f4a7c15u);
+  }
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::mt19937 rng(11);
+  std::shuffle(order.begin(), order.end(), rng);
+  const size_t nfree = n * 9 / 10;
+  std::vector<std::atomic<void*>> shared(8192);
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 r(uint64_t(t) + 100);
+      for (size_t j = size_t(t); j < nfree; j += kThreads) {
+        strata_free(small[order[j]]);
+        if (j % 4 != 0) continue;
+        // Another size, first stamped with its size, left for any thread
+        // to check and free.
+        const size_t sizes[] = {48, 96, 144, 200, 208, 240, 400};
+        const size_t sz = sizes[r() % 7];
+        auto* p = static_cast<unsigned char*>(strata_malloc(sz));
+        memset(p, int(sz & 0xff), sz);
+        void* old = shared[r() % shared.size()].exchange(p);
+        if (old != nullptr) {
+          const size_t have = strata_usable_size(old);
+          const auto* b = static_cast<const unsigned char*>(old);
+          const size_t want = b[0];
+          for (size_t k = 0; k < have && k < 48; ++k) bad += b[k] != want;
+          strata_free(old);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  auto mid = Snap();
+  EXPECT_GT(mid->mixed.adopted, 0u);
+  for (size_t j = nfree; j < n; ++j) {
+    EXPECT_TRUE(strata_test::Intact(small[order[j]], 64, uint64_t(order[j]) * 0x9e3779b97f4a7c15u));
+    strata_free(small[order[j]]);
+  }
+  for (auto& slot : shared) strata_free(slot.exchange(nullptr));
+  EXPECT_EQ(bad.load(), 0);
+  strata_release();
+  auto end = Snap();
+  EXPECT_EQ(end->mixed.spans, 0u);
+  const char* why = "";
+  EXPECT_TRUE(g_heap.mixed.Check(&why)) << why;
+  EXPECT_TRUE(g_heap.pages.Check(&why)) << why;
 }
 
 // The global heap must stay in .bss (see Heap in alloc/strata.h): in .data
