@@ -417,7 +417,7 @@ Span* MixedSpanOf(const void* p) {
 // The bytes of p, an object of mixed span s; fatal unless p is the start of
 // a live object there.
 size_t MixedObjectBytes(const char* op, const void* p, const Span* s) {
-  const size_t bytes = MixedPool<RealOs>::ObjectBytes(s, uintptr_t(p));
+  const size_t bytes = s != nullptr ? MixedPool<RealOs>::ObjectBytes(s, uintptr_t(p)) : 0;
   if (bytes == 0) {
     Fatalf("%s(): invalid pointer %p: not the start of a live object in its (mixed) span: interior, or already freed",
            op, p);

@@ -303,8 +303,9 @@ class MixedPool {
   // Bytes of the object that starts at p in mixed span s (0: p is not an
   // object's start). Lock-free; exact for a live object.
   static size_t ObjectBytes(const Span* s, uintptr_t p) {
-    if ((p - s->start) % kGranule != 0) return 0;
     const MixedMap* m = static_cast<const MixedMap*>(s->freelist);
+    // No map: the span just emptied and is on its way to the page heap.
+    if (m == nullptr || (p - s->start) % kGranule != 0) return 0;
     return m->LengthAt((p - s->start) / kGranule) * kGranule;
   }
 

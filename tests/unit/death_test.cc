@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include <string>
+#include <vector>
 
 #include "alloc/middle/size_class.h"
 #include "alloc/strata.h"
@@ -113,6 +114,40 @@ TEST_F(ApiDeathTest, FreeOfAFreeBlockInAChunk) {
   }
   EXPECT_ABORT(strata_free(after), InvalidShape());
   strata_free(p);
+}
+
+// A 200-byte object in the hole of a mixed span (alloc/middle/mixed.h):
+// 8 MiB of 64-byte objects, 90% freed, then 200-byte ones until one lands in
+// a mixed span. nullptr if none did.
+void* MixedObject() {
+  std::vector<void*> small((size_t{8} << 20) / 64);
+  for (void*& p : small) p = strata_malloc(64);
+  for (size_t i = 0; i < small.size(); ++i) {
+    if (i % 10 != 0) strata_free(small[i]);
+  }
+  for (int i = 0; i < 100000; ++i) {
+    void* p = strata_malloc(200);
+    if (g_heap.map.SpanOf(uintptr_t(p))->state == SpanState::kMixed) return p;
+  }
+  return nullptr;
+}
+
+TEST_F(ApiDeathTest, FreeInsideAMixedObject) {
+  char* p = static_cast<char*>(MixedObject());
+  ASSERT_NE(p, nullptr);
+  EXPECT_ABORT(strata_free(p + 16), "^strata: free\\(\\): invalid pointer 0x[0-9a-f]+: not the start of a live object");
+  EXPECT_ABORT(strata_usable_size(p + 32), "^strata: malloc_usable_size\\(\\): invalid pointer");
+}
+
+TEST_F(ApiDeathTest, DoubleFreeOfAMixedObject) {
+  void* p = MixedObject();
+  ASSERT_NE(p, nullptr);
+  EXPECT_ABORT(
+      {
+        strata_free(p);
+        strata_free(p);
+      },
+      "^strata: free\\(\\): double free of 0x[0-9a-f]+ \\(size class [0-9]+, 208 bytes\\)\n$");
 }
 
 TEST_F(ApiDeathTest, OtherEntryPointsNameThemselves) {
