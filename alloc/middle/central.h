@@ -7,6 +7,13 @@
 //            through the page map when an object comes back)
 //   empty:   no object out                    -> on empty_ (at most
 //            MaxEmptySpans(cls) kept; the rest go back to the page heap)
+// and, for one-page spans of a class with room to spare, a fourth: down to
+// a quarter of its objects, the span leaves the class for the mixed pool
+// (MixLocked, alloc/middle/mixed.h), whose holes serve every class; its
+// objects still out come back here and are passed on to the pool. A class
+// with no partial span takes objects from the pool's holes before a new
+// span. mixed_objects_ counts this class's objects that live in mixed
+// spans, so that the span counts and free objects stay exact.
 // Partial spans are bucketed by occupancy and objects are handed out from
 // the fullest bucket first, so that nearly empty spans are left alone long
 // enough to drain and go back to the page heap (less fragmentation, and
