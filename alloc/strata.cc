@@ -399,7 +399,10 @@ void* LargeAlloc(size_t size, size_t align, size_t* dirty) {
 Span* WholeSpanOf(const void* p) {
   Span* s = g_heap.map.SpanOf(uintptr_t(p));
   if (s == nullptr || s->start != uintptr_t(p)) return nullptr;
-  if (s->state == SpanState::kLarge || s->state == SpanState::kPageObject) return s;
+  // Atomic: the first object of a span being handed to the mixed pool
+  // reaches here while its state changes (either value gives nullptr).
+  const SpanState st = s->LoadState();
+  if (st == SpanState::kLarge || st == SpanState::kPageObject) return s;
   return nullptr;
 }
 

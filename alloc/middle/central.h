@@ -297,7 +297,7 @@ class CentralList {
     st.objects_out = objects_out_;
     st.transfer_objects = uint64_t(transfer_n_) * batch_;
     st.mixed_objects = mixed_objects_;
-    st.free_objects = spans_ * objects_ - (objects_out_ + st.transfer_objects - mixed_objects_);
+    st.free_objects = spans_ * objects_ - InOwnSpansLocked();
     st.spans_mixed = spans_mixed_;
     st.span_allocs = span_allocs_;
     st.span_frees = span_frees_;
@@ -417,6 +417,14 @@ class CentralList {
     s->on_list = 0;
   }
 
+  // Objects out of this class's own spans: handed out or in the transfer
+  // cache, and not in a mixed span. Clamped: while DrainIdle moves a batch
+  // its mixed objects are counted neither out nor in the transfer cache.
+  uint64_t InOwnSpansLocked() const {
+    const uint64_t counted = objects_out_ + uint64_t(transfer_n_) * batch_;
+    return counted > mixed_objects_ ? counted - mixed_objects_ : 0;
+  }
+
   // s, a one-page span down to a quarter of its objects, goes to the mixed
   // pool if this class has room to spare: at least half of its own spans'
   // objects free, and at least kMinFreeBytes of them when it starts (see
@@ -425,7 +433,7 @@ class CentralList {
   // at kMinFreeBytes left that much stranded (frag: 1,242 spans, 4 MiB).
   // Lock held; objects_out_ may lag by the batch being returned.
   bool MixLocked(Span* s) {
-    const uint64_t in_spans = objects_out_ + uint64_t(transfer_n_) * batch_ - mixed_objects_;
+    const uint64_t in_spans = InOwnSpansLocked();
     const uint64_t total = spans_ * objects_;
     const uint64_t free = total > in_spans ? total - in_spans : 0;
     if (2 * free < total || !mixed_->enabled()) {

@@ -174,7 +174,8 @@ class MixedPool {
   // Classes up to this size carve from the pool: a larger object rarely
   // finds a free run in a page, and each try scans one.
   static constexpr size_t kMaxObject = 1024;
-  // Spans looked at per Carve before the caller takes a new span.
+  // Spans looked at per Carve (per group of lists: see Carve) before the
+  // caller takes a new span.
   static constexpr unsigned kScanLimit = 16;
 
   constexpr MixedPool() = default;
@@ -229,47 +230,19 @@ class MixedPool {
     const size_t len = size / kGranule;
     size_t align = (size & (~size + 1)) / kGranule;
     if (align > MixedMap::kGranules) align = MixedMap::kGranules;
-    void* first = nullptr;
-    void* last = nullptr;
-    int got = 0;
+    Chain c{n};
     LockGuard g(lock_);
-    unsigned looked = 0;
-    // Best fit: the spans whose longest run is the shortest that may hold
-    // the object (and, from len + align - 1 up, surely does).
-    for (size_t b = NextListed(len); b <= MixedMap::kGranules && got < n && looked < kScanLimit;
-         b = NextListed(b + 1)) {
-      for (Span* s = lists_[b].head; s != nullptr && got < n && looked < kScanLimit; ++looked) {
-        Span* next = s->next;
-        {
-          MixedMap& m = Map(s);
-          FreeRuns runs;
-          m.FreeMask(runs.mask);
-          int took = 0;
-          for (size_t at = runs.Find(0, len, align); at < MixedMap::kGranules && got < n;
-               at = runs.Find(at + len, len, align)) {
-            m.Mark(at, len, true);
-            runs.Take(at, len);
-            void* o = reinterpret_cast<void*>(s->start + at * kGranule);
-            if (last == nullptr) first = o; else *static_cast<void**>(last) = o;
-            last = o;
-            ++got;
-            ++took;
-          }
-          if (took > 0) {
-            s->used += uint32_t(size_t(took) * len);
-            used_granules_ += size_t(took) * len;
-            carved_ += uint64_t(took);
-            Unlist(s);
-            List(s, runs);
-          }
-        }
-        s = next;
-      }
-    }
-    if (last != nullptr) *static_cast<void**>(last) = nullptr;
-    *head = first;
-    *tail = last;
-    return got;
+    // Best fit: the spans whose longest run is the shortest that holds the
+    // object. Runs of len to len + align - 2 granules may be too short once
+    // aligned: they get a scan of their own, so that spans that do not fit
+    // cannot use up the one of the runs that surely do.
+    const size_t sure = len + align - 1;
+    if (align > 1) ScanLists(len, sure - 1, len, align, c);
+    ScanLists(sure, MixedMap::kGranules, len, align, c);
+    if (c.last != nullptr) *static_cast<void**>(c.last) = nullptr;
+    *head = c.first;
+    *tail = c.last;
+    return c.got;
   }
 
   // o, an object of `size` bytes in mixed span s, is free again. The
@@ -280,10 +253,13 @@ class MixedPool {
     const size_t g0 = (uintptr_t(o) - s->start) / kGranule;
     const size_t len = size / kGranule;
     LockGuard g(lock_);
-    MixedMap& m = Map(s);
-    if (STRATA_UNLIKELY((uintptr_t(o) - s->start) % kGranule != 0 || m.LengthAt(g0) != len)) {
+    // No map: the span emptied a moment ago (its last object came back, and
+    // this is a second copy of one of them, not yet back in the page heap).
+    if (STRATA_UNLIKELY(s->freelist == nullptr || (uintptr_t(o) - s->start) % kGranule != 0 ||
+                        Map(s).LengthAt(g0) != len)) {
       Fatalf("double free of %p (a %zu-byte object in a mixed span)", o, size);
     }
+    MixedMap& m = Map(s);
     m.Mark(g0, len, false);
     s->used -= uint32_t(len);
     used_granules_ -= len;
@@ -291,9 +267,9 @@ class MixedPool {
     if (s->used == 0) {
       --spans_;
       ++released_;
-      maps_.Delete(&m);
-      s->freelist = nullptr;
+      s->freelist = nullptr;  // first: a racing lock-free reader sees no map rather than a recycled one
       s->bump = 0;
+      maps_.Delete(&m);
       return true;
     }
     List(s, m);
@@ -369,6 +345,53 @@ class MixedPool {
     return false;
   }
   static MixedMap& Map(Span* s) { return *static_cast<MixedMap*>(s->freelist); }
+
+  // Objects carved so far by one Carve call, chained through first words.
+  struct Chain {
+    int want;
+    int got = 0;
+    void* first = nullptr;
+    void* last = nullptr;
+    void Append(void* o) {
+      if (last == nullptr) first = o; else *static_cast<void**>(last) = o;
+      last = o;
+      ++got;
+    }
+  };
+
+  // Carves from spans whose longest run is [from, to] granules, looking at
+  // kScanLimit spans at most.
+  void ScanLists(size_t from, size_t to, size_t len, size_t align, Chain& c) {
+    unsigned looked = 0;
+    for (size_t b = NextListed(from); b <= to && c.got < c.want && looked < kScanLimit; b = NextListed(b + 1)) {
+      for (Span* s = lists_[b].head; s != nullptr && c.got < c.want && looked < kScanLimit; ++looked) {
+        Span* next = s->next;  // s may move to another list (or this one's head)
+        CarveFrom(s, len, align, c);
+        s = next;
+      }
+    }
+  }
+
+  // As many objects of len granules as s holds, up to what c still wants.
+  void CarveFrom(Span* s, size_t len, size_t align, Chain& c) {
+    MixedMap& m = Map(s);
+    FreeRuns runs;
+    m.FreeMask(runs.mask);
+    size_t took = 0;
+    for (size_t at = runs.Find(0, len, align); at < MixedMap::kGranules && c.got < c.want;
+         at = runs.Find(at + len, len, align)) {
+      m.Mark(at, len, true);
+      runs.Take(at, len);
+      c.Append(reinterpret_cast<void*>(s->start + at * kGranule));
+      ++took;
+    }
+    if (took == 0) return;
+    s->used += uint32_t(took * len);
+    used_granules_ += took * len;
+    carved_ += took;
+    Unlist(s);
+    List(s, runs);
+  }
   static const MixedMap& Map(const Span* s) { return *static_cast<const MixedMap*>(s->freelist); }
 
   void List(Span* s, const MixedMap& m) {

@@ -226,6 +226,44 @@ TEST_F(MixedPoolDeathTest, FreeOfAFreeGranuleIsFatal) {
   EXPECT_ABORT(pool.Free(s, reinterpret_cast<void*>(s->start + 8 * 64), 128), "strata: double free");
 }
 
+TEST_F(MixedPoolDeathTest, ASecondCopyOfTheObjectThatEmptiedTheSpanIsFatal) {
+  // A chain p, q, p given back by a thread cache, p the span's last object:
+  // the first p empties the span (its map is gone), the second must be
+  // reported, not followed into a missing map.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  std::vector<size_t> all_but_one;
+  for (size_t i = 1; i < 64; ++i) all_but_one.push_back(i);
+  Span* s = SmallSpan(64, all_but_one);
+  ASSERT_TRUE(pool.Adopt(s, 64));
+  void* p = reinterpret_cast<void*>(s->start);
+  ASSERT_TRUE(pool.Free(s, p, 64));
+  EXPECT_ABORT(pool.Free(s, p, 64), "^strata: double free of 0x[0-9a-f]+ \\(a 64-byte object in a mixed span\\)\n$");
+}
+
+TEST_F(MixedPoolTest, AlignedClassesFindTheRunsThatFitPastOnesThatDoNot) {
+  // Twenty spans whose longest run is 5 granules starting at an odd
+  // granule (no 64-byte object fits at 64-byte alignment), then one with
+  // room: the scan must not stop at the twenty.
+  for (int i = 0; i < 20; ++i) {
+    Span* s = SmallSpan(16, {});
+    // Free granules 1-5 of a span of 16-byte objects.
+    for (size_t g = 1; g <= 5; ++g) {
+      void* o = reinterpret_cast<void*>(s->start + g * 16);
+      *static_cast<void**>(o) = s->freelist;
+      s->freelist = o;
+      --s->used;
+    }
+    ASSERT_TRUE(pool.Adopt(s, 16));
+  }
+  Span* roomy = SmallSpan(64, {1, 2, 3});
+  ASSERT_TRUE(pool.Adopt(roomy, 64));
+  std::vector<void*> o = Carve(64, 1);
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(h.map->SpanOf(uintptr_t(o[0])), roomy);
+  EXPECT_EQ(uintptr_t(o[0]) % 64, 0u);
+  EXPECT_TRUE(Checked());
+}
+
 // ---- the central lists ----
 
 // Two classes on one page heap and one pool, as in the allocator.
