@@ -194,6 +194,7 @@ class CentralList {
         Span* s = heap_->map()->SpanOf(uintptr_t(o));
         if (STRATA_UNLIKELY(s->state == SpanState::kMixed)) {
           --mixed_objects_;
+          if (back_recent_ < UINT16_MAX) ++back_recent_;
           if (mixed_->Free(s, o, size_)) to_release.Push(s);
           o = next;
           continue;
@@ -319,7 +320,7 @@ class CentralList {
     bool fresh_left = fresh > 0;
     while (got < n) {
       Span* s = FullestPartial();
-      if (s == nullptr && empty_.empty() && carves_ && mixed_->HasRoom()) {
+      if (s == nullptr && empty_.empty() && carves_ && mixed_->HasRoom() && !ChurnsInPoolLocked()) {
         // Free runs of the mixed pool before a new span (already touched
         // memory: they count as objects that came back, not fresh ones).
         // Fewer than n is fine: the pool looks at a few spans only.
@@ -331,6 +332,11 @@ class CentralList {
           last = t;
           got += c;
           mixed_objects_ += uint64_t(c);
+          carved_recent_ = uint16_t(carved_recent_ + c);
+          if (carved_recent_ > kChurnWindow) {
+            carved_recent_ /= 2;
+            back_recent_ /= 2;
+          }
           break;
         }
       }
@@ -417,6 +423,14 @@ class CentralList {
     s->on_list = 0;
   }
 
+  // Whether this class's objects go back into mixed spans about as fast as
+  // it carves them: it churns there rather than grows into the holes (frag's
+  // refill), and every free of such an object takes the slow path (a
+  // malloc/free loop of 208-byte objects after frag: 2-3x slower). It then
+  // takes spans of its own until its carved objects have come back.
+  static constexpr uint32_t kChurnWindow = 4096;
+  bool ChurnsInPoolLocked() const { return uint32_t(back_recent_) * 2 > carved_recent_ + kChurnWindow / 4; }
+
   // Objects out of this class's own spans: handed out or in the transfer
   // cache, and not in a mixed span. Clamped: while DrainIdle moves a batch
   // its mixed objects are counted neither out nor in the transfer cache.
@@ -478,6 +492,8 @@ class CentralList {
   uint32_t mix_at_or_below_ = 0;  // 0: spans of this class never go to the mixed pool
   SpanList partial_[kBuckets];
   uint32_t threshold_[kBuckets - 1] = {};
+  uint16_t carved_recent_ = 0;  // objects carved from the pool lately (halved past kChurnWindow)
+  uint16_t back_recent_ = 0;    // of this class's objects, those freed into mixed spans lately
   SpanList empty_;
   PageHeap<Os>* heap_ = nullptr;
   PeakTracker* peak_ = nullptr;

@@ -23,10 +23,12 @@
 //
 // Frees. A mixed span's pages have class 0 in the page map, so a free of one
 // of its objects leaves the fast path; the slow path reads the object's
-// length from the map without a lock (ObjectBytes) and pushes it onto the
-// list of the class of that size. Objects reach the map again when a
-// central list puts them back into their spans (Free); a span whose last
-// granule comes back goes to the page heap.
+// length from the map without a lock (ObjectBytes) and gives it back to the
+// central list of the class of that size, which puts it back into the map
+// (Free), as it does for objects a thread cache returns. A span whose last
+// granule comes back goes to the page heap. A class whose objects come back
+// as fast as it carves them stops carving for a while and takes spans of
+// its own (CentralList::ChurnsInPoolLocked): its frees are then fast again.
 //
 // Lock-free reads: writers hold the pool's lock and store each word of the
 // map whole, and an object's first granule changes in one store (00 <-> 11),

@@ -147,7 +147,8 @@ TEST_F(ApiDeathTest, DoubleFreeOfAMixedObject) {
         strata_free(p);
         strata_free(p);
       },
-      "^strata: free\\(\\): double free of 0x[0-9a-f]+ \\(size class [0-9]+, 208 bytes\\)\n$");
+      "^strata: free\\(\\): invalid pointer 0x[0-9a-f]+: not the start of a live object in its \\(mixed\\) span: "
+      "interior, or already freed\n$");
 }
 
 TEST_F(ApiDeathTest, OtherEntryPointsNameThemselves) {
