@@ -362,6 +362,29 @@ TEST_F(MixedCentralTest, SparseSpansOfAClassWithRoomServeAnotherSize) {
   EXPECT_TRUE(Checked());
 }
 
+TEST_F(MixedCentralTest, AClassThatChurnsThroughTheHolesTakesSpansOfItsOwn) {
+  const size_t n = (size_t{8} << 20) / kSmall;
+  std::vector<void*> small = Take(kSmall, n);
+  for (size_t i = 0; i < n; ++i) {
+    if (i % 8 != 0) Give(kSmall, small[i]);
+  }
+  ASSERT_GT(pool.Stats().adopted, 0u);
+  // A batch out, the batch back: a malloc/free loop, as a thread cache
+  // that overflows and refills would do it.
+  for (int round = 0; round < 200; ++round) {
+    std::vector<void*> batch = Take(kOther, Info(SizeToClass(kOther)).batch);
+    for (void* o : batch) Give(kOther, o);
+  }
+  EXPECT_GT(Of(kOther).Stats().spans, 0u) << "it went back to spans of its own";
+  const uint64_t carved = pool.Stats().carved;
+  for (int round = 0; round < 50; ++round) {
+    std::vector<void*> batch = Take(kOther, Info(SizeToClass(kOther)).batch);
+    for (void* o : batch) Give(kOther, o);
+  }
+  EXPECT_EQ(pool.Stats().carved, carved) << "and stays there while it churns";
+  EXPECT_TRUE(Checked());
+}
+
 TEST_F(MixedCentralTest, AClassWithLittleRoomKeepsItsSpans) {
   // 1 MiB of objects, all but a few freed: under kMinFreeBytes free.
   const size_t n = (size_t{1} << 20) / kSmall;
