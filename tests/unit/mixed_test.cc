@@ -297,6 +297,16 @@ class MixedCentralTest : public ::testing::Test {
     *static_cast<void**>(o) = nullptr;
     Of(size).InsertRange(o, 1);
   }
+  // `bytes` of kSmall objects taken, then all but one in `k` given back, in
+  // address order; returns how many were taken.
+  size_t KeepOneIn(size_t bytes, size_t k) {
+    const size_t n = bytes / kSmall;
+    std::vector<void*> small = Take(kSmall, n);
+    for (size_t i = 0; i < n; ++i) {
+      if (i % k != 0) Give(kSmall, small[i]);
+    }
+    return n;
+  }
 
   ::testing::AssertionResult Checked() {
     const char* why = "";
@@ -363,11 +373,7 @@ TEST_F(MixedCentralTest, SparseSpansOfAClassWithRoomServeAnotherSize) {
 }
 
 TEST_F(MixedCentralTest, AClassThatChurnsThroughTheHolesTakesSpansOfItsOwn) {
-  const size_t n = (size_t{8} << 20) / kSmall;
-  std::vector<void*> small = Take(kSmall, n);
-  for (size_t i = 0; i < n; ++i) {
-    if (i % 8 != 0) Give(kSmall, small[i]);
-  }
+  KeepOneIn(size_t{8} << 20, 8);
   ASSERT_GT(pool.Stats().adopted, 0u);
   // A batch out, the batch back: a malloc/free loop, as a thread cache
   // that overflows and refills would do it.
@@ -387,21 +393,13 @@ TEST_F(MixedCentralTest, AClassThatChurnsThroughTheHolesTakesSpansOfItsOwn) {
 
 TEST_F(MixedCentralTest, AClassWithLittleRoomKeepsItsSpans) {
   // 1 MiB of objects, all but a few freed: under kMinFreeBytes free.
-  const size_t n = (size_t{1} << 20) / kSmall;
-  std::vector<void*> small = Take(kSmall, n);
-  for (size_t i = 0; i < n; ++i) {
-    if (i % 64 != 0) Give(kSmall, small[i]);
-  }
+  KeepOneIn(size_t{1} << 20, 64);
   EXPECT_EQ(pool.Stats().adopted, 0u);
   EXPECT_EQ(Of(kSmall).Stats().spans_mixed, 0u);
 }
 
 TEST_F(MixedCentralTest, StatsCountObjectsInMixedSpansOnce) {
-  const size_t n = (size_t{8} << 20) / kSmall;
-  std::vector<void*> small = Take(kSmall, n);
-  for (size_t i = 0; i < n; ++i) {
-    if (i % 8 != 0) Give(kSmall, small[i]);
-  }
+  const size_t n = KeepOneIn(size_t{8} << 20, 8);
   ASSERT_GT(pool.Stats().adopted, 0u);
   CentralStats cs = Of(kSmall).Stats();
   EXPECT_EQ(cs.objects_out, n / 8);
