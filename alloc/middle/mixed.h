@@ -18,8 +18,8 @@
 // Free runs serve any class up to kMaxObject (Carve), at the class's natural
 // alignment (the largest power of two dividing its size: what aligned_alloc
 // relies on), when the class has no partly used span of its own left. A
-// carved object has its class's exact size, so it lives in the thread
-// caches and transfer caches like any other object of its class.
+// carved object has its class's exact size, so it is handed out through the
+// thread caches like any other object of its class.
 //
 // Frees. A mixed span's pages have class 0 in the page map, so a free of one
 // of its objects leaves the fast path; the slow path reads the object's
