@@ -422,8 +422,10 @@ Span* MixedSpanOf(const void* p) {
 size_t MixedObjectBytes(const char* op, const void* p, const Span* s) {
   const size_t bytes = s != nullptr ? MixedPool<RealOs>::ObjectBytes(s, uintptr_t(p)) : 0;
   if (bytes == 0) {
-    Fatalf("%s(): invalid pointer %p: not the start of a live object in its (mixed) span: interior, or already freed",
-           op, p);
+    if (s != nullptr && MixedPool<RealOs>::IsInterior(s, uintptr_t(p))) {
+      Fatalf("%s(): invalid pointer %p: inside an object of a mixed span, not at its start", op, p);
+    }
+    Fatalf("%s(): %p is not a live object (double free or use after free, or never allocated; a mixed span)", op, p);
   }
   return bytes;
 }

@@ -287,6 +287,14 @@ class MixedPool {
     return m->LengthAt((p - s->start) / kGranule) * kGranule;
   }
 
+  // Whether p lies inside an object of mixed span s but not at its start
+  // (for the message when ObjectBytes finds no object there). Lock-free.
+  static bool IsInterior(const Span* s, uintptr_t p) {
+    const MixedMap* m = static_cast<const MixedMap*>(s->freelist);
+    if (m == nullptr) return false;
+    return (p - s->start) % kGranule != 0 || m->Code((p - s->start) / kGranule) == MixedMap::kRest;
+  }
+
   MixedStats Stats() {
     MixedStats st;
     LockGuard g(lock_);

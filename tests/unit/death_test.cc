@@ -135,8 +135,10 @@ void* MixedObject() {
 TEST_F(ApiDeathTest, FreeInsideAMixedObject) {
   char* p = static_cast<char*>(MixedObject());
   ASSERT_NE(p, nullptr);
-  EXPECT_ABORT(strata_free(p + 16), "^strata: free\\(\\): invalid pointer 0x[0-9a-f]+: not the start of a live object");
-  EXPECT_ABORT(strata_usable_size(p + 32), "^strata: malloc_usable_size\\(\\): invalid pointer");
+  EXPECT_ABORT(strata_free(p + 16),
+               "^strata: free\\(\\): invalid pointer 0x[0-9a-f]+: inside an object of a mixed span, not at its start\n$");
+  EXPECT_ABORT(strata_usable_size(p + 32), "^strata: malloc_usable_size\\(\\): invalid pointer 0x[0-9a-f]+: inside");
+  EXPECT_ABORT(strata_free(p + 8), "^strata: free\\(\\): invalid pointer 0x[0-9a-f]+: inside");
 }
 
 TEST_F(ApiDeathTest, DoubleFreeOfAMixedObject) {
@@ -147,8 +149,8 @@ TEST_F(ApiDeathTest, DoubleFreeOfAMixedObject) {
         strata_free(p);
         strata_free(p);
       },
-      "^strata: free\\(\\): invalid pointer 0x[0-9a-f]+: not the start of a live object in its \\(mixed\\) span: "
-      "interior, or already freed\n$");
+      "^strata: free\\(\\): 0x[0-9a-f]+ is not a live object \\(double free or use after free, or never "
+      "allocated; a mixed span\\)\n$");
 }
 
 TEST_F(ApiDeathTest, OtherEntryPointsNameThemselves) {
