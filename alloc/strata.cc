@@ -628,8 +628,11 @@ void* Realloc(void* p, size_t size) {
     shrink_moves = size <= old_size && ShrinkMoves(cls, size);
   } else if (InBoot(p)) {
     old_size = BootSize(p);
-  } else if (const Span* m = WholeSpanOf(p) == nullptr ? MixedSpanOf(p) : nullptr) {
-    // An object of a mixed span: a small object like any other.
+  } else if (Span* s = WholeSpanOf(p); s == nullptr) {
+    // Not a block of its own: an object of a mixed span (a small object
+    // like any other), or not ours.
+    const Span* m = MixedSpanOf(p);
+    if (m == nullptr) InvalidPointer("realloc", p);
     old_size = MixedObjectBytes("realloc", p, m);
     cls = SizeToClass(old_size);
     if (p == t_cache.lists[cls].head) {
@@ -638,8 +641,6 @@ void* Realloc(void* p, size_t size) {
     }
     shrink_moves = size <= old_size && ShrinkMoves(cls, size);
   } else {
-    Span* s = WholeSpanOf(p);
-    if (s == nullptr) InvalidPointer("realloc", p);
     if (s->state == SpanState::kLarge) {
       // Shrunk to a small size, it moves into its class: a copy of at most
       // kMaxSmall bytes, and the mapping goes to the large cache for the

@@ -194,7 +194,7 @@ class CentralList {
         Span* s = heap_->map()->SpanOf(uintptr_t(o));
         if (STRATA_UNLIKELY(s->state == SpanState::kMixed)) {
           --mixed_objects_;
-          if (back_recent_ < UINT16_MAX) ++back_recent_;
+          NoteBackInPoolLocked();
           if (mixed_->Free(s, o, size_)) to_release.Push(s);
           o = next;
           continue;
@@ -332,11 +332,7 @@ class CentralList {
           last = t;
           got += c;
           mixed_objects_ += uint64_t(c);
-          carved_recent_ = uint16_t(carved_recent_ + c);
-          if (carved_recent_ > kChurnWindow) {
-            carved_recent_ /= 2;
-            back_recent_ /= 2;
-          }
+          NoteCarvedLocked(c);
           break;
         }
       }
@@ -430,6 +426,16 @@ class CentralList {
   // takes spans of its own until its carved objects have come back.
   static constexpr uint32_t kChurnWindow = 4096;
   bool ChurnsInPoolLocked() const { return uint32_t(back_recent_) * 2 > carved_recent_ + kChurnWindow / 4; }
+  void NoteCarvedLocked(int n) {
+    carved_recent_ = uint16_t(carved_recent_ + n);
+    if (carved_recent_ > kChurnWindow) {
+      carved_recent_ /= 2;
+      back_recent_ /= 2;
+    }
+  }
+  void NoteBackInPoolLocked() {
+    if (back_recent_ < UINT16_MAX) ++back_recent_;
+  }
 
   // Objects out of this class's own spans: handed out or in the transfer
   // cache, and not in a mixed span. Clamped: while DrainIdle moves a batch

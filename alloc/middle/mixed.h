@@ -107,9 +107,9 @@ union MixedMap {
 };
 static_assert(sizeof(MixedMap) == 64, "one map per cache line");
 
-// The first granule at or after `from` of a run of `len` free granules
-// starting at a multiple of `align` (granules), or MixedMap::kGranules.
-// Also gives the longest free run (for the pool's buckets) when len is 0.
+// A span's free granules as a bit mask (FreeMask), and the runs in it: the
+// first that holds an object at an alignment (Find), the longest (Longest,
+// which picks the span's list in the pool).
 struct FreeRuns {
   uint64_t mask[MixedMap::kGranules / 64];
 
@@ -135,6 +135,8 @@ struct FreeRuns {
     }
     return MixedMap::kGranules;
   }
+  // The first granule at or after `from` of a run of `len` free granules
+  // starting at a multiple of `align` (granules), or MixedMap::kGranules.
   size_t Find(size_t from, size_t len, size_t align) const {
     for (size_t g = NextFree(from); g < MixedMap::kGranules;) {
       const size_t end = NextUsed(g);
@@ -252,15 +254,14 @@ class MixedPool {
   // span is now empty: it left the pool, and the caller gives it back to
   // the page heap once its own lock is dropped.
   bool Free(Span* s, void* o, size_t size) {
-    const size_t g0 = (uintptr_t(o) - s->start) / kGranule;
-    const size_t len = size / kGranule;
     LockGuard g(lock_);
-    // No map: the span emptied a moment ago (its last object came back, and
-    // this is a second copy of one of them, not yet back in the page heap).
-    if (STRATA_UNLIKELY(s->freelist == nullptr || (uintptr_t(o) - s->start) % kGranule != 0 ||
-                        Map(s).LengthAt(g0) != len)) {
+    // No object of that size there (ObjectBytes also finds no map when the
+    // span emptied a moment ago and this is a second copy of its last one).
+    if (STRATA_UNLIKELY(ObjectBytes(s, uintptr_t(o)) != size)) {
       Fatalf("double free of %p (a %zu-byte object in a mixed span)", o, size);
     }
+    const size_t g0 = (uintptr_t(o) - s->start) / kGranule;
+    const size_t len = size / kGranule;
     MixedMap& m = Map(s);
     m.Mark(g0, len, false);
     s->used -= uint32_t(len);
@@ -307,7 +308,7 @@ class MixedPool {
     return st;
   }
 
-  // Walks every span in the pool: on its list, in the right bucket, its
+  // Walks every span in the pool: on the list of its longest free run, its
   // counts matching its map. For tests.
   bool Check(const char** why) {
     LockGuard g(lock_);

@@ -34,8 +34,8 @@ void Finish(Snapshot* s) {
   }
   s->misses = s->threads.misses;
   s->hits = s->allocs >= s->misses ? s->allocs - s->misses : 0;
-  // Page objects: their pages are the used pages not in small spans.
   s->central_free_bytes += s->mixed.free_bytes;
+  // Page objects: their pages are the used pages not in small spans.
   uint64_t small_span_pages = s->mixed.spans;  // mixed spans are one page each
   for (size_t c = 1; c < kNumClasses; ++c) small_span_pages += s->central[c].spans << Info(c).order;
   uint64_t po_pages = s->pages.used_pages >= small_span_pages ? s->pages.used_pages - small_span_pages : 0;
