@@ -50,7 +50,7 @@ struct Heap {
 };
 
 // Set-up writes every class's central list: they should stay a few pages.
-static_assert(sizeof(CentralList<RealOs>) * kNumClasses <= 4 * kPageSize);
+static_assert(sizeof(CentralList<RealOs>) * kNumClasses <= 5 * kPageSize);
 
 using ThreadCacheT = ThreadCache<Heap>;
 using PageMapT = PageMap<RealOs>;
@@ -100,9 +100,9 @@ template <class Slow = SlowPaths>
 STRATA_INLINE void* Malloc(size_t size) {
   size_t cls;
   if (STRATA_LIKELY(size <= kMaxSmallStep16)) {
-    cls = ClassUpTo1K(size);
+    cls = ClassUpTo8K(size);
   } else if (STRATA_LIKELY(size <= kMaxSmall)) {
-    cls = ClassAbove1K(size);
+    cls = ClassAbove8K(size);
   } else {
     return Slow::Large(size);
   }

@@ -18,17 +18,30 @@
 //     frag's refill fit into the holes of mixed spans (alloc/middle/
 //     mixed.h; peak 348 -> 331 MiB with the pool, glibc 329); python3,
 //     sqlite3, g++ and the workloads' RSS and speed did not move.
-//  3. Small objects go up to kMaxSmall (256 KiB); larger ones are "large".
+//  3. Four classes sit just above a power of two, where the regular
+//     classes waste most: 1 KiB, 2 KiB and 4 KiB plus 16 bytes (a buffer
+//     and its length or sqlite3's 8-byte size prefix: 1,032 bytes went to
+//     1,152), and 4 KiB plus 288 bytes (a page and its bookkeeping:
+//     sqlite3's page cache asks for 4,368 bytes per 4 KiB page, which went
+//     to 4,608). Those two sizes are 99% of sqlite3's live bytes at its
+//     peak; glibc rounds them by 16 bytes, and every regular spacing
+//     (jemalloc, tcmalloc, mimalloc) leaves them 5-12% over.
+//  4. Small objects go up to kMaxSmall (256 KiB); larger ones are "large".
 //
-// For each class the generator also picks the span order (the smallest
-// buddy block whose tail waste is at most 1/8 and that holds at least 8
-// objects or is at least 64 KiB) and the batch size moved between thread
-// caches and central lists.
+// For each class the generator also picks the span order and the batch
+// size moved between thread caches and central lists. The span is the
+// smallest buddy block whose tail waste is at most 1/8 and that holds at
+// least 8 objects or is at least 64 KiB; from 1 KiB to 16 KiB it must also
+// keep the resident waste under 1/32, counting only the pages the objects
+// touch (a page past the last object is never written, so costs no RSS).
+// That gives 1,040-byte objects 32 KiB spans of 31 (1,057 resident bytes
+// each, not 1,092 in 16 KiB spans of 15) and 4,384-byte ones 64 KiB spans
+// whose 16th page stays untouched (4,389 bytes each).
 //
-// Size to class is one table lookup: sizes up to 1 KiB index a table in
-// steps of 16, larger ones a table in steps of 128 (every class above 1 KiB
-// is a multiple of 128). Class 0 is reserved: in the page map it means
-// "not a small object".
+// Size to class is one table lookup: sizes up to 8 KiB index a table in
+// steps of 16, larger ones a table in steps of 128 (every class above
+// 8 KiB is a multiple of 128). Class 0 is reserved: in the page map it
+// means "not a small object".
 #pragma once
 
 #include <array>
@@ -38,7 +51,7 @@
 namespace strata {
 
 inline constexpr size_t kMaxSmall = 256 * 1024;
-inline constexpr size_t kMaxSmallStep16 = 1024;
+inline constexpr size_t kMaxSmallStep16 = 8192;
 // The most objects moved between a thread cache and a central list at once.
 inline constexpr size_t kMaxBatch = 32;
 
@@ -55,10 +68,18 @@ namespace sizeclass_detail {
 inline constexpr size_t kNineEighthsFrom = 1024;
 // Classes are 16 bytes apart up to this size.
 inline constexpr size_t kStep16Up = 256;
+// Doublings from 1 KiB up to this base also get a class at base + 16.
+inline constexpr size_t kPlusHeaderUpTo = 4096;
+// A 4 KiB page and up to 288 bytes of bookkeeping.
+inline constexpr size_t kPageAndHeader = 4096 + 288;
+inline constexpr size_t kMaxPerDoubling = 7;
 
-// The class sizes above 128 in (base, 2 * base], ascending; returns how many.
-constexpr size_t DoublingSizes(size_t base, size_t (&out)[5]) {
+// The class sizes above kStep16Up in (base, 2 * base], ascending; returns
+// how many.
+constexpr size_t DoublingSizes(size_t base, size_t (&out)[kMaxPerDoubling]) {
   size_t n = 0;
+  if (base >= kNineEighthsFrom && base <= kPlusHeaderUpTo) out[n++] = base + 16;
+  if (base == 4096) out[n++] = kPageAndHeader;
   if (base >= kNineEighthsFrom) out[n++] = base + base / 8;
   for (size_t q = 1; q <= 4; ++q) out[n++] = base + base / 4 * q;
   return n;
@@ -68,7 +89,7 @@ constexpr size_t CountClasses() {
   size_t n = 1;  // class 0
   for (size_t s = 16; s <= kStep16Up; s += 16) ++n;
   for (size_t base = kStep16Up; base < kMaxSmall; base *= 2) {
-    size_t sizes[5] = {};
+    size_t sizes[kMaxPerDoubling] = {};
     n += DoublingSizes(base, sizes);
   }
   return n;
@@ -80,19 +101,29 @@ inline constexpr size_t kNumClasses = sizeclass_detail::CountClasses();
 
 namespace sizeclass_detail {
 
+// Sizes in (1 KiB, 16 KiB] also bound the waste in the pages they touch.
+inline constexpr size_t kResidentRuleFrom = 1024;
+inline constexpr size_t kResidentRuleUpTo = 16 * 1024;
+
+// True when a span of `span` bytes suits objects of `size` bytes (the span
+// rules above).
+constexpr bool SpanFits(size_t size, size_t span) {
+  if (span < size) return false;
+  const size_t objs = span / size;
+  const size_t used = objs * size;
+  const bool waste_ok = (span - used) * 8 <= span;
+  const bool big_enough = objs >= 8 || span >= 64 * 1024;
+  if (!waste_ok || !big_enough) return false;
+  if (size <= kResidentRuleFrom || size > kResidentRuleUpTo) return true;
+  const size_t touched = (used + kPageSize - 1) / kPageSize * kPageSize;
+  return (touched - used) * 64 <= touched;
+}
+
 constexpr ClassInfo MakeInfo(size_t size) {
   ClassInfo c{};
   c.size = uint32_t(size);
   unsigned k = 0;
-  for (;; ++k) {
-    size_t span = kPageSize << k;
-    if (span < size) continue;
-    size_t objs = span / size;
-    size_t waste = span - objs * size;
-    bool waste_ok = waste * 8 <= span;
-    bool big_enough = objs >= 8 || span >= 64 * 1024;
-    if ((waste_ok && big_enough) || k == kMaxOrder) break;
-  }
+  while (k < kMaxOrder && !SpanFits(size, kPageSize << k)) ++k;
   c.order = uint8_t(k);
   c.objects = uint32_t((kPageSize << k) / size);
   size_t batch = (64 * 1024) / size;
@@ -107,7 +138,7 @@ constexpr std::array<ClassInfo, kNumClasses> MakeClasses() {
   size_t i = 1;
   for (size_t s = 16; s <= kStep16Up; s += 16) t[i++] = MakeInfo(s);
   for (size_t base = kStep16Up; base < kMaxSmall; base *= 2) {
-    size_t sizes[5] = {};
+    size_t sizes[kMaxPerDoubling] = {};
     const size_t n = DoublingSizes(base, sizes);
     for (size_t k = 0; k < n; ++k) t[i++] = MakeInfo(sizes[k]);
   }
@@ -169,12 +200,12 @@ constexpr const std::array<ClassInfo, kNumClasses>& AllClasses() { return sizecl
 
 // The two halves of SizeToClass, for callers that branch on the size
 // themselves (the malloc fast path). Size 0 gets the smallest class.
-STRATA_INLINE size_t ClassUpTo1K(size_t size) { return kSmallLookup[(size + 15) >> 4]; }  // size <= kMaxSmallStep16
-STRATA_INLINE size_t ClassAbove1K(size_t size) { return kBigLookup[(size + 127) >> 7]; }  // size <= kMaxSmall
+STRATA_INLINE size_t ClassUpTo8K(size_t size) { return kSmallLookup[(size + 15) >> 4]; }  // size <= kMaxSmallStep16
+STRATA_INLINE size_t ClassAbove8K(size_t size) { return kBigLookup[(size + 127) >> 7]; }  // size <= kMaxSmall
 
 // Requires size <= kMaxSmall.
 STRATA_INLINE size_t SizeToClass(size_t size) {
-  return size <= kMaxSmallStep16 ? ClassUpTo1K(size) : ClassAbove1K(size);
+  return size <= kMaxSmallStep16 ? ClassUpTo8K(size) : ClassAbove8K(size);
 }
 
 static_assert(kNumClasses < 256, "class must fit in a byte of the page map");

@@ -56,12 +56,15 @@ TEST(SizeClassTable, SixteenBytesApartUpTo256) {
 }
 
 TEST(SizeClassTable, FourClassesPerDoublingAbove256AndFiveFrom1K) {
+  // Plus the classes just above a power of two: base + 16 from 1 KiB to
+  // 4 KiB, and a 4 KiB page with its bookkeeping.
   for (size_t lo = 256; lo < kMaxSmall; lo *= 2) {
     int n = 0;
     for (size_t c = 1; c < kNumClasses; ++c) {
       if (Info(c).size > lo && Info(c).size <= 2 * lo) ++n;
     }
-    EXPECT_EQ(n, lo < 1024 ? 4 : 5) << "(" << lo << ", " << 2 * lo << "]";
+    const int extra = (lo >= 1024 && lo <= 4096 ? 1 : 0) + (lo == 4096 ? 1 : 0);
+    EXPECT_EQ(n, (lo < 1024 ? 4 : 5) + extra) << "(" << lo << ", " << 2 * lo << "]";
   }
 }
 
@@ -69,9 +72,36 @@ TEST(SizeClassTable, APowerOfTwoFrom1KPlusAnEighthIsAClass) {
   // A 4 KiB page plus its header (sqlite3's page cache) must not pay the
   // 25% of the next quarter class.
   for (size_t p = 1024; p < kMaxSmall; p *= 2) {
-    EXPECT_EQ(Info(SizeToClass(p + 1)).size, p + p / 8) << p;
+    EXPECT_EQ(Info(SizeToClass(p + p / 8)).size, p + p / 8) << p;
+    EXPECT_EQ(Info(SizeToClass(p + p / 8 - 15)).size, p + p / 8) << p;
   }
-  EXPECT_EQ(Info(SizeToClass(4096 + 272)).size, 4608u);
+}
+
+TEST(SizeClassTable, ABufferWithASmallHeaderFitsWithin16Bytes) {
+  // 1 KiB + 8 (sqlite3's size prefix on a 1 KiB buffer) went to 1,152.
+  for (size_t p = 1024; p <= 4096; p *= 2) {
+    EXPECT_EQ(Info(SizeToClass(p + 8)).size, p + 16) << p;
+    EXPECT_EQ(Info(SizeToClass(p + 16)).size, p + 16) << p;
+  }
+  EXPECT_EQ(Info(SizeToClass(8192 + 8)).size, 8192u + 1024u);
+}
+
+TEST(SizeClassTable, AFourKiBPageWithItsBookkeepingIsAClass) {
+  // sqlite3's page cache entry: a 4 KiB page, PgHdr1, MemPage and PgHdr.
+  EXPECT_EQ(Info(SizeToClass(4096 + 272)).size, 4096u + 288u);
+  EXPECT_EQ(Info(SizeToClass(4096 + 288)).size, 4096u + 288u);
+  EXPECT_EQ(Info(SizeToClass(4096 + 289)).size, 4608u);
+}
+
+TEST(SizeClassTable, SpansOfTheHeaderClassesWasteLittleResidentMemory) {
+  // Pages an object never reaches cost no RSS: 4,384-byte objects fill 15
+  // pages of a 16-page span, 14 to a span, and 1,040-byte ones fill a
+  // 64 KiB span all but 16 bytes.
+  const ClassInfo& page = Info(SizeToClass(4096 + 288));
+  EXPECT_EQ(page.objects, 14u);
+  EXPECT_EQ(kPageSize << page.order, 64u * 1024);
+  const ClassInfo& kib = Info(SizeToClass(1024 + 16));
+  EXPECT_EQ(size_t(kib.objects) * kib.size, (kPageSize << kib.order) - 16);
 }
 
 TEST(SizeClassTable, EveryPowerOfTwoIsAClass) {
@@ -108,6 +138,18 @@ TEST_P(SizeClassInfo, SizeIsAMultipleOf16) {
   }
 }
 
+// The span rules of alloc/middle/size_class.h, restated here.
+bool SpanSuits(size_t size, size_t span) {
+  if (span < size) return false;
+  const size_t objs = span / size;
+  const size_t used = objs * size;
+  if ((span - used) * 8 > span) return false;
+  if (objs < 8 && span < 64 * 1024) return false;
+  if (size <= 1024 || size > 16 * 1024) return true;
+  const size_t touched = (used + kPageSize - 1) / kPageSize * kPageSize;
+  return (touched - used) * 64 <= touched;
+}
+
 TEST_P(SizeClassInfo, SpanHoldsItsObjectsWithLittleTailWaste) {
   const ClassInfo& c = Info(GetParam());
   size_t span = kPageSize << c.order;
@@ -118,13 +160,15 @@ TEST_P(SizeClassInfo, SpanHoldsItsObjectsWithLittleTailWaste) {
   size_t waste = span - size_t(c.objects) * c.size;
   EXPECT_TRUE(waste * 8 <= span || c.objects == 1) << "size " << c.size << " waste " << waste;
   EXPECT_TRUE(c.objects >= 8 || span >= 64 * 1024) << "size " << c.size;
-  if (c.order > 0) {
-    // The generator picks the smallest order that satisfies the rules.
-    size_t smaller = span / 2;
-    size_t objs = smaller / c.size;
-    bool ok = smaller >= c.size && (smaller - objs * c.size) * 8 <= smaller &&
-              (objs >= 8 || smaller >= 64 * 1024);
-    EXPECT_FALSE(ok) << "order " << unsigned(c.order) << " is not the smallest for " << c.size;
+  EXPECT_TRUE(SpanSuits(c.size, span) || c.order == kMaxOrder) << "size " << c.size;
+  if (c.size > 1024 && c.size <= 16 * 1024) {
+    const size_t used = size_t(c.objects) * c.size;
+    const size_t touched = (used + kPageSize - 1) / kPageSize * kPageSize;
+    EXPECT_LE((touched - used) * 64, touched) << "resident waste of " << c.size;
+  }
+  // The generator picks the smallest order that satisfies the rules.
+  for (size_t k = 0; k < c.order; ++k) {
+    EXPECT_FALSE(SpanSuits(c.size, kPageSize << k)) << "order " << k << " also suits " << c.size;
   }
 }
 
