@@ -356,6 +356,7 @@ class MixedPool {
     return false;
   }
   static MixedMap& Map(Span* s) { return *static_cast<MixedMap*>(s->freelist); }
+  static const MixedMap& Map(const Span* s) { return *static_cast<const MixedMap*>(s->freelist); }
 
   // Objects carved so far by one Carve call, chained through first words.
   struct Chain {
@@ -403,7 +404,6 @@ class MixedPool {
     Unlist(s);
     List(s, runs);
   }
-  static const MixedMap& Map(const Span* s) { return *static_cast<const MixedMap*>(s->freelist); }
 
   void List(Span* s, const MixedMap& m) {
     FreeRuns runs;

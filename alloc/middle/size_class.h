@@ -73,7 +73,7 @@ inline constexpr size_t kStep16Up = 256;
 // Doublings from 1 KiB up to this base also get a class at base + 16.
 inline constexpr size_t kPlusHeaderUpTo = 4096;
 // A 4 KiB page and up to 288 bytes of bookkeeping.
-inline constexpr size_t kPageAndHeader = 4096 + 288;
+inline constexpr size_t kPageAndHeader = kPageSize + 288;
 inline constexpr size_t kMaxPerDoubling = 7;
 
 // The class sizes above kStep16Up in (base, 2 * base], ascending; returns
@@ -81,7 +81,7 @@ inline constexpr size_t kMaxPerDoubling = 7;
 constexpr size_t DoublingSizes(size_t base, size_t (&out)[kMaxPerDoubling]) {
   size_t n = 0;
   if (base >= kNineEighthsFrom && base <= kPlusHeaderUpTo) out[n++] = base + 16;
-  if (base == 4096) out[n++] = kPageAndHeader;
+  if (base < kPageAndHeader && kPageAndHeader <= 2 * base) out[n++] = kPageAndHeader;
   if (base >= kNineEighthsFrom) out[n++] = base + base / 8;
   for (size_t q = 1; q <= 4; ++q) out[n++] = base + base / 4 * q;
   return n;
