@@ -649,7 +649,7 @@ def dpkg_version(pkg):
     return sh(["dpkg-query", "-W", "-f=${Version}", pkg]) or None
 
 
-def machine_info(root, allocators, strata_lib, variants=None):
+def machine_info(root, allocators, strata_lib, variants=None, builds=None):
     cpu = ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -673,6 +673,8 @@ def machine_info(root, allocators, strata_lib, variants=None):
                 strata_version = "git " + (sh(["git", "-C", root, "describe", "--always",
                                                "--dirty"]) or "?")
             versions[a] = strata_version
+        elif a in (builds or {}):
+            versions[a] = "build " + builds[a]
         else:
             versions[a] = dpkg_version(PEERS[a][1])
     return {
@@ -1297,6 +1299,9 @@ def main(argv=None):
     p.add_argument("--instructions", action="store_true")
     p.add_argument("--no-real", action="store_true")
     p.add_argument("--timeout", type=float)
+    p.add_argument("--build", action="append", default=[], metavar="NAME=PATH",
+                   help="measure another build of strata (a libstrata.so) as allocator NAME "
+                   "(repeatable)")
     p.add_argument("--root", default=os.path.dirname(os.path.dirname(HERE)))
     p.add_argument("--strata-lib")
     p.add_argument("--manifest")
@@ -1329,7 +1334,18 @@ def main(argv=None):
             p.error("--variant %r: the name %s is already taken" % (spec, name))
         variants[name] = env
         defined.append(name)
-    known = ALL_ALLOCATORS + list(variants)
+    builds = {}
+    for spec in args.build:
+        name, sep, path = spec.partition("=")
+        name = name.strip()
+        if not sep or not path or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
+            p.error("--build %r: expected NAME=PATH, with a NAME of letters, digits, '_', '.', "
+                    "'+' and '-'" % spec)
+        if name in ALL_ALLOCATORS or name in variants or name in builds:
+            p.error("--build %r: the name %s is already taken" % (spec, name))
+        builds[name] = os.path.abspath(path)
+        defined.append(name)
+    known = ALL_ALLOCATORS + list(variants) + list(builds)
     allocators = split_list(args.allocators) or (list(ALL_ALLOCATORS) + defined)
     for a in allocators:
         if a not in known:
@@ -1337,10 +1353,14 @@ def main(argv=None):
     allocators = list(dict.fromkeys(allocators))
     for name in defined:
         if name not in allocators:
-            log("bench: variant %s is defined but not in --allocators: not measured" % name)
+            log("bench: %s %s is defined but not in --allocators: not measured" %
+                ("build" if name in builds else "variant", name))
     variant_env = {a: variants[a] for a in allocators if a in variants}
     for a, env in variant_env.items():
         log("bench: variant %s = strata with %s" % (a, env_text(env)))
+    for a in allocators:
+        if a in builds:
+            log("bench: build %s = %s" % (a, builds[a]))
     inherited = sorted(k for k in os.environ if k.startswith("STRATA_") and k != "STRATA_PYTHON")
     if inherited:
         log("bench: not passed to the measured programs: %s (strata runs with its defaults; "
@@ -1356,8 +1376,8 @@ def main(argv=None):
         os.path.join(root, "build", "release", "libstrata.so")
     preload = {}
     for a in list(allocators):
-        is_strata = a == "strata" or a in variant_env
-        path = strata_lib if is_strata else PEERS[a][0]
+        is_strata = a == "strata" or a in variant_env or a in builds
+        path = builds.get(a) or (strata_lib if is_strata else PEERS[a][0])
         if path and not os.path.exists(path):
             msg = "%s (%s not found%s)" % (a, path, "" if is_strata else
                                            "; install the Debian package " + PEERS[a][1])
@@ -1462,10 +1482,11 @@ def main(argv=None):
     ctx.libc_path = libc_path
 
     info = machine_info(root, allocators, next(
-        (preload[a] for a in allocators if a == "strata" or a in variant_env), None), variant_env)
+        (preload[a] for a in allocators if a == "strata" or a in variant_env), None), variant_env, builds)
     config = {"quick": quick, "reps": reps, "timeout_s": timeout, "allocators": allocators,
               "variants": {a: {"base": "strata", "env": e} for a, e in variant_env.items()
                            if a in allocators},
+              "builds": {a: path for a, path in builds.items() if a in allocators},
               "workloads": [j.name for j in jobs], "manifest": manifest, "bin_dir": bindir,
               "instructions": args.instructions, "real": not args.no_real}
     log("bench: %d workloads x %d allocators x %d reps = %d runs -> %s" % (
