@@ -483,6 +483,16 @@ void* LargeFromFreePages(size_t size) {
   return PageObjectTaken(g_heap.pages.Alloc(order, SpanState::kPageObject, 0, /*may_grow=*/false), order);
 }
 
+// A large object aligned to `align` (at least a page): a free block of the
+// page heap up to kLargeFromPagesMax (a block is aligned to its size),
+// else a mapping of its own.
+void* LargeObject(size_t size, size_t align) {
+  if (size <= kLargeFromPagesMax && align <= kLargeFromPagesMax) {
+    if (void* p = LargeFromFreePages(size > align ? size : align)) return p;
+  }
+  return LargeAlloc(size, align, nullptr);
+}
+
 }  // namespace
 
 bool EnsureInit() {
@@ -555,10 +565,7 @@ void FreeSlow(void* p) {
 
 void* MallocLarge(size_t size) {
   if (!EnsureInit()) return BootAlloc(size, kMinAlign);
-  if (size <= kLargeFromPagesMax) {
-    if (void* p = LargeFromFreePages(size)) return p;
-  }
-  return LargeAlloc(size, kPageSize, nullptr);
+  return LargeObject(size, kPageSize);
 }
 
 void* Calloc(size_t n, size_t size) {
@@ -700,7 +707,7 @@ void* AlignedAlloc(size_t align, size_t size) {
     return AllocPageObject(size > align ? size : align);
   }
   if (!EnsureInit()) return BootAlloc(size, align);
-  return LargeAlloc(size, align, nullptr);
+  return LargeObject(size, align < kPageSize ? kPageSize : align);
 }
 
 void FreeSized(void* p, size_t size) {

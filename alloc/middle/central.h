@@ -81,8 +81,8 @@ class CentralList {
  public:
   // One empty span is kept per class, so that a class whose last object
   // comes and goes does not split and merge a buddy block each time; but
-  // only when its spans are at most kKeepEmptyBytes. Larger spans (128 KiB
-  // to 1 MiB: the 18 and 24 KiB classes and most from 36 KiB up) kept one
+  // only when its spans are at most kKeepEmptyBytes. Larger spans (128 and
+  // 256 KiB: the 18, 24, 36, 40 and 48 KiB classes) kept one
   // empty each, memory that neither decay nor any other class could reach
   // until malloc_trim. Given back, the block serves every class and decays
   // when idle (g++'s peak: -0.5 MiB; speed unchanged).

@@ -12,7 +12,7 @@
 //   1 MiB), free, free_sized (with the requested size or anything up to the
 //   usable size), usable_size, strata_release, strata_stats_json.
 // Sizes go from 0 to 4 MiB, biased to the class boundaries that matter:
-// tiny, small, around 4 KiB pages, around the 256 KiB small/large
+// tiny, small, around 4 KiB pages, around the 64 KiB small/large
 // threshold, and large.
 //
 // Checks: every block is at least 16-aligned (or as aligned as asked), its
@@ -279,9 +279,9 @@ size_t DecodeSize(Reader& in) {
       return (pages << 12) + in.u8() % 3 - 1;
     }
     case 9:
-    case 10: return in.u24() % (256 << 10) + 1;                   // any small
-    case 11: return (size_t{256} << 10) - 64 + in.u8();           // the small/large threshold
-    case 12: return (size_t{256} << 10) + in.u24() % (768 << 10); // large up to 1 MiB
+    case 10: return in.u24() % (64 << 10) + 1;                    // any small
+    case 11: return (size_t{64} << 10) - 64 + in.u8();            // the small/large threshold
+    case 12: return (size_t{64} << 10) + in.u24() % (960 << 10);  // large up to 1 MiB
     case 13: {                                                    // up to ~4 MiB
       size_t mib = in.u8() % 5;
       return mib << 20 | in.u16();

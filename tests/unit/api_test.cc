@@ -99,8 +99,8 @@ TEST_P(ApiSizes, MallocUsableAlignedAndContentsSurvive) {
 
 INSTANTIATE_TEST_SUITE_P(
     Ranges, ApiSizes,
-    ::testing::Values(SizeRange{0, 1024, 1}, SizeRange{1025, 4096, 1}, SizeRange{4097, 65536, 13},
-                      SizeRange{65537, kMaxSmall, 61}, SizeRange{kMaxSmall - 4096, kMaxSmall + 70000, 127}),
+    ::testing::Values(SizeRange{0, 1024, 1}, SizeRange{1025, 4096, 1}, SizeRange{4097, kMaxSmall, 13},
+                      SizeRange{kMaxSmall - 4096, kMaxSmall + 70000, 127}, SizeRange{kMaxSmall + 70001, 300000, 61}),
     [](const ::testing::TestParamInfo<SizeRange>& i) {
       return std::to_string(i.param.lo) + "_to_" + std::to_string(i.param.hi);
     });
@@ -204,14 +204,14 @@ TEST(Api, ReallocToZeroFreesAndReturnsNull) {
   auto after = Snap();
   EXPECT_EQ(Live(*after, cls), Live(*before, cls) - 1) << "the block was freed";
   EXPECT_EQ(Row(*after, cls).frees, Row(*before, cls).frees + 1);
-  void* big = strata_malloc(kMaxSmall * 8);  // above 1 MiB: a mapping of its own
+  void* big = strata_malloc(size_t{2} << 20);  // above 1 MiB: a mapping of its own
   uint64_t large_frees = Snap()->large.frees;
   EXPECT_EQ(strata_realloc(big, 0), nullptr);
   EXPECT_EQ(Snap()->large.frees, large_frees + 1);
 }
 
 TEST(Api, ReallocWithinTheUsableSizeKeepsThePointer) {
-  for (size_t n : {size_t(1), size_t(100), size_t(3000), size_t(100000)}) {
+  for (size_t n : {size_t(1), size_t(100), size_t(3000), size_t(60000)}) {
     char* p = static_cast<char*>(strata_malloc(n));
     size_t usable = strata_usable_size(p);
     Fill(p, usable, 11);
@@ -234,7 +234,7 @@ TEST(Api, ReallocWithinTheUsableSizeKeepsThePointer) {
 // bytes it no longer needs are not held (python3 shrinks most of its
 // strings right after making them).
 TEST(Api, ReallocShrinkingFarMovesToASmallerClass) {
-  for (size_t n : {size_t(160), size_t(1000), size_t(5000), size_t(100000)}) {
+  for (size_t n : {size_t(160), size_t(1000), size_t(5000), size_t(60000)}) {
     char* p = static_cast<char*>(strata_malloc(n));
     Fill(p, n, 14);
     const size_t to = n / 3;

@@ -326,7 +326,7 @@ TEST(LargeApi, UpTo1MiBALargeObjectTakesAFreePageHeapBlock) {
   char* q = static_cast<char*>(strata_realloc(p, 900000));
   ASSERT_NE(q, nullptr);
   EXPECT_TRUE(Intact(q, 300000, 11));
-  // Shrunk above 256 KiB, it stays where it is, even below half its block:
+  // Shrunk above 64 KiB, it stays where it is, even below half its block:
   // a smaller block would leave it no room.
   const size_t q_usable = strata_usable_size(q);
   EXPECT_EQ(strata_realloc(q, kMaxSmall + 4096), q);
@@ -349,10 +349,10 @@ TEST(LargeApi, UpTo1MiBALargeObjectTakesAFreePageHeapBlock) {
 
 // A page object shrunk to more than half its block stays where it is.
 TEST(LargeApi, APageObjectShrunkAboveHalfItsBlockStays) {
-  void* p = strata_aligned_alloc(8192, 200000);  // a 256 KiB block
+  void* p = strata_aligned_alloc(8192, 50000);  // a 64 KiB block
   ASSERT_NE(p, nullptr);
   ASSERT_EQ(strata_usable_size(p), kMaxSmall);
-  Fill(p, 200000, 12);
+  Fill(p, 50000, 12);
   EXPECT_EQ(strata_realloc(p, kMaxSmall / 2 + 4096), p);
   void* q = strata_realloc(p, kMaxSmall / 2);
   ASSERT_NE(q, nullptr);
