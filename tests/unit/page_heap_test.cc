@@ -652,6 +652,96 @@ TEST_F(PageHeapDecay, FaultingPagesAreNotCountedUnlessAsked) {
   EXPECT_TRUE(AllFreeAndMerged(h));
 }
 
+// Five free blocks of 64 pages, each between used ones, beside a used
+// chunk: 320 resident free pages against 1,344 in use, whose budget is the
+// 1 MiB floor (256 pages; an eighth of the used pages is 168).
+struct OverBudget {
+  explicit OverBudget(FakeHeap& h, bool fast_decay = true) {
+    h.heap.set_fast_decay(fast_decay);
+    keep = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+    for (int i = 0; i < 5; ++i) {
+      freed.push_back(h.heap.Alloc(Order{6}, SpanState::kSmall, 1));
+      used.push_back(h.heap.Alloc(Order{6}, SpanState::kSmall, 1));
+    }
+    h.heap.TakeFaultingPages();
+  }
+  Span* keep;
+  std::vector<Span*> freed, used;
+};
+
+TEST_F(PageHeapDecay, ResidentFreePagesBeyondTheBudgetGoBackAfterTheFastDecay) {
+  using Heap = decltype(h.heap);
+  OverBudget b(h);
+  ASSERT_EQ(Heap::kResidentFreeFloorPages, 256u);
+  const uint64_t t = h.os.now_ms;
+  for (Span* s : b.freed) h.heap.Free(s);
+  EXPECT_TRUE(h.heap.OverResidentBudget()) << "320 resident free pages, a budget of 256";
+  EXPECT_EQ(h.os.releases, 0u);
+
+  h.os.now_ms = t + Heap::kFastDecayMs - 1;
+  EXPECT_EQ(h.heap.ReleaseIdle(), 0u) << "not idle for the fast decay yet";
+  h.os.now_ms = t + Heap::kFastDecayMs;
+  EXPECT_EQ(h.heap.ReleaseIdle(), 64 * kPageSize) << "one block brings the rest within the budget";
+  EXPECT_EQ(h.os.releases, 1u);
+  EXPECT_FALSE(h.heap.OverResidentBudget());
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.free_pages - st.released_pages, 256u) << "the four other blocks";
+  EXPECT_TRUE(h.Checked());
+
+  h.os.now_ms = t + kDecay - 1;
+  EXPECT_EQ(h.heap.ReleaseIdle(), 0u) << "within the budget, the decay time holds";
+  h.os.now_ms = t + kDecay;
+  EXPECT_EQ(h.heap.ReleaseIdle(), 256 * kPageSize);
+  EXPECT_TRUE(h.Checked());
+  for (Span* s : b.used) h.heap.Free(s);
+  h.heap.Free(b.keep);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+  EXPECT_TRUE(h.Checked());
+}
+
+TEST_F(PageHeapDecay, FreeReleasesBeyondTheBudgetOnItsWay) {
+  using Heap = decltype(h.heap);
+  OverBudget b(h);
+  const uint64_t t = h.os.now_ms;
+  for (Span* s : b.freed) h.heap.Free(s);
+  // A free after the fast decay, with no purger: the block it gives back is
+  // new, the idle ones go until the rest fits.
+  h.os.now_ms = t + Heap::kFastDecayMs;
+  h.heap.Free(b.used[4]);
+  EXPECT_EQ(h.os.releases, 2u) << "384 resident free pages: two idle blocks go";
+  EXPECT_FALSE(h.heap.OverResidentBudget());
+  EXPECT_TRUE(h.Checked());
+  for (int i = 0; i < 4; ++i) h.heap.Free(b.used[i]);
+  h.heap.Free(b.keep);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+TEST_F(PageHeapDecay, NoFastDecayWithoutDecay) {
+  using Heap = decltype(h.heap);
+  h.heap.set_decay_ms(-1);
+  OverBudget b(h);
+  for (Span* s : b.freed) h.heap.Free(s);
+  h.os.now_ms += 100 * Heap::kFastDecayMs;
+  EXPECT_EQ(h.heap.ReleaseIdle(), 0u) << "STRATA_DECAY_MS=-1: memory is never returned by itself";
+  EXPECT_EQ(h.os.releases, 0u);
+  EXPECT_FALSE(h.heap.OverResidentBudget());
+  for (Span* s : b.used) h.heap.Free(s);
+  h.heap.Free(b.keep);
+}
+
+TEST_F(PageHeapDecay, NoFastDecayUnlessTurnedOn) {
+  OverBudget b(h, /*fast_decay=*/false);
+  const uint64_t t = h.os.now_ms;
+  for (Span* s : b.freed) h.heap.Free(s);
+  h.os.now_ms = t + kDecay - 1;
+  EXPECT_EQ(h.heap.ReleaseIdle(), 0u) << "several threads allocate: the decay time holds for all";
+  EXPECT_FALSE(h.heap.OverResidentBudget());
+  h.os.now_ms = t + kDecay;
+  EXPECT_EQ(h.heap.ReleaseIdle(), 320 * kPageSize);
+  for (Span* s : b.used) h.heap.Free(s);
+  h.heap.Free(b.keep);
+}
+
 TEST_F(PageHeapDecay, ReleaseIdleBytesTakesIdleBlocksLargestFirstUntilEnough) {
   // Blocks of 1, 2, 4 and 8 pages, each apart (a used block between them).
   std::vector<Span*> freed, used;
