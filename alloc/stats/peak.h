@@ -1,10 +1,12 @@
 // PeakTracker: bytes handed out by the heap (objects outside the central
 // lists, page objects, large mappings) and the highest value seen.
 //
-// Updated per batch transfer, per span and per large object, never on the
-// malloc/free fast path, so the value counts objects resting in thread
-// caches as handed out: it is an upper bound on live bytes, above them by
-// at most the thread caches' budgets.
+// Updated per large object and page object, and by each central list once
+// its objects out changed by 16 KiB either way (CentralList::
+// CountOutLocked), never on the malloc/free fast path. So the value counts
+// objects resting in thread caches as handed out (it is above live bytes
+// by at most the thread caches' budgets), and lags each size class's
+// changes by less than 16 KiB.
 #pragma once
 
 #include <atomic>

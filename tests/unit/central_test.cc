@@ -498,6 +498,28 @@ TEST_F(CentralTest, OutOfMemoryGivesWhatItHas) {
   EXPECT_EQ(c.Stats().objects_out, 0u);
 }
 
+// The heap's peak tracker hears of a class's objects out in steps of
+// kPeakSlackBytes, not at every batch.
+TEST_F(CentralTest, ThePeakTrackerHearsOfChangesInSteps) {
+  PeakTracker peak;
+  const size_t cls = SizeToClass(64);
+  cls_ = cls;
+  slots.assign(Central::TransferPointers(cls), nullptr);
+  c.Init(uint8_t(cls), &h.heap, slots.data(), &peak);
+  const int per_step = int(Central::kPeakSlackBytes / 64);  // 256 objects
+  std::vector<void*> a = Take(c, per_step - 1);
+  EXPECT_EQ(peak.current(), 0) << "less than a step: not told yet";
+  std::vector<void*> b = Take(c, 1);
+  EXPECT_EQ(peak.current(), Central::kPeakSlackBytes);
+  EXPECT_EQ(peak.peak(), Central::kPeakSlackBytes);
+  Give(c, a);
+  EXPECT_EQ(peak.current(), Central::kPeakSlackBytes) << "back by less than a step";
+  Give(c, b);
+  EXPECT_EQ(peak.current(), 0);
+  EXPECT_EQ(peak.peak(), Central::kPeakSlackBytes) << "the peak stays";
+  EXPECT_EQ(c.Stats().objects_out, 0u) << "the list's own count is exact at every step";
+}
+
 TEST_F(CentralTest, OutOfMemoryFromTheStart) {
   Use(1);
   h.os.maps_left = 0;
