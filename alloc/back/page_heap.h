@@ -19,11 +19,13 @@
 // Resident free pages beyond a budget (an eighth of the pages in use, at
 // least 1 MiB) do not wait for the decay time: idle for kFastDecayMs, the
 // largest blocks go back until the rest fits. A program that frees a burst
-// of memory and then grows elsewhere (g++: 3 MiB of 64 KiB blocks freed at
-// the end of a function, then its own GC heap grows by mmap, which strata
-// cannot see) would otherwise hold the burst at its peak. glibc returns
-// such a burst when it is the top of its heap (M_TRIM_THRESHOLD). Below the
-// budget, the decay time keeps memory for the allocations that reuse it.
+// of memory and then grows in a way strata does not see (its own mmap, a
+// phase of other sizes) would otherwise hold the burst for the decay time,
+// where glibc returns it at once when it is the top of its heap
+// (M_TRIM_THRESHOLD): python3's peak RSS 51.4 -> 51.0 MiB, redis 35.6 ->
+// 35.2, frag's RSS just after its last free 320 -> 298 MiB, speed
+// unchanged. Below the budget, the decay time keeps memory for the
+// allocations that reuse it.
 // Only when the owner turns it on (set_fast_decay): strata does while one
 // thread allocates, since elsewhere each madvise interrupts the other cores
 // to flush their TLBs (as for the large cache, alloc/large/large.h).
