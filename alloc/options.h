@@ -25,10 +25,8 @@ enum class OptKind : uint8_t { kInt, kBool, kChoice, kString };
     "Free pages idle for longer than this many milliseconds are returned to the OS; -1 "      \
     "never returns them, 0 returns them at once (slow). While one thread allocates, free "   \
     "memory idle for 50 ms (or this, if shorter) also goes back as soon as large objects or " \
-    "the page heap need new pages, and free pages beyond an eighth of those in use (at least " \
-    "1 MiB) go back once idle for 20 ms, when this is longer (README, \"Returning "           \
-    "memory\"). The default was chosen by measurement (docs/benchmarks.md, \"Choosing the "   \
-    "decay time\").")                                                                         \
+    "the page heap need new pages (README, \"Returning memory\"). The default was chosen by "  \
+    "measurement (docs/benchmarks.md, \"Choosing the decay time\").")                         \
   X(BACKGROUND, background, kBool, "1", "",                                                   \
     "Return idle free pages from a background thread (started when the program first frees "  \
     "memory), so a program that goes idle also gives its memory back.")                      \

@@ -39,31 +39,22 @@ std::atomic<uint64_t> g_page_objects{0};
 std::atomic<uint64_t> g_page_object_frees{0};
 
 // The background purger: a thread that returns idle free pages to the OS
-// every quarter of the decay time, and every kFastDecayMs / 2 while the
-// page heap holds more resident free pages than its budget (page_heap.h).
-// Started lazily, at a point where the calling thread holds no allocator
-// lock, once the program frees memory and after strata's constructor ran
-// (libc is fully up by then). After fork() the child has no such thread;
-// it starts one again the same way.
+// every quarter of the decay time. Started lazily, at a point where the
+// calling thread holds no allocator lock, once the program frees memory
+// and after strata's constructor ran (libc is fully up by then). After
+// fork() the child has no such thread; it starts one again the same way.
 std::atomic<int> g_bg_state{0};  // 0 none, 1 starting/running, 2 failed
 bool g_constructed = false;
 
 STRATA_COLD void* BackgroundMain(void*) {
-  const int64_t decay = g_heap.options.decay_ms;
-  const int64_t period = decay / 4 > 10 ? decay / 4 : 10;
-  const int64_t fast = int64_t(PageHeap<RealOs>::kFastDecayMs / 2);
-  int64_t waited = 0;
+  int64_t decay = g_heap.options.decay_ms;
+  int64_t period = decay / 4 > 10 ? decay / 4 : 10;
+  struct timespec ts = {time_t(period / 1000), long(period % 1000) * 1000000L};
   for (;;) {
-    const int64_t ms = g_heap.pages.OverResidentBudget() && fast < period - waited ? fast : period - waited;
-    struct timespec ts = {time_t(ms / 1000), long(ms % 1000) * 1000000L};
     nanosleep(&ts, nullptr);
-    waited += ms;
-    if (waited >= period) {
-      waited = 0;
-      for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].DrainIdle(false);
-      g_heap.large.PurgeIdle(RealOs::NowMs());
-    }
+    for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].DrainIdle(false);
     g_heap.pages.ReleaseIdle();
+    g_heap.large.PurgeIdle(RealOs::NowMs());
   }
   return nullptr;
 }
@@ -180,13 +171,10 @@ bool ExchangeAllowed(bool threaded) { return g_heap.options.decay_ms > 0 && !thr
 
 // The number of threads with a cache changed (registry lock held). With
 // more than one, the large cache keeps a higher floor and the exchange is
-// off, so the page heap stops counting the pages it would trade, and its
-// resident free pages beyond the budget wait for the decay time like the
-// rest (page_heap.h).
+// off, so the page heap stops counting the pages it would trade.
 void NoteThreads(size_t threads) {
   g_heap.large.set_threaded(threads > 1);
   g_heap.pages.set_count_faulting(ExchangeAllowed(threads > 1));
-  g_heap.pages.set_fast_decay(ExchangeAllowed(threads > 1));
 }
 
 void ThreadInit(ThreadCacheT* tc) {

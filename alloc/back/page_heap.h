@@ -16,19 +16,6 @@
 // Returning memory: every free block records when it became free and how
 // many of its pages are known to be released. ReleaseIdle() gives back
 // blocks idle for longer than the decay time; ReleaseAll() gives back all.
-// Resident free pages beyond a budget (an eighth of the pages in use, at
-// least 1 MiB) do not wait for the decay time: idle for kFastDecayMs, the
-// largest blocks go back until the rest fits. A program that frees a burst
-// of memory and then grows in a way strata does not see (its own mmap, a
-// phase of other sizes) would otherwise hold the burst for the decay time,
-// where glibc returns it at once when it is the top of its heap
-// (M_TRIM_THRESHOLD): python3's peak RSS 51.4 -> 51.0 MiB, redis 35.6 ->
-// 35.2, frag's RSS just after its last free 320 -> 298 MiB, speed
-// unchanged. Below the budget, the decay time keeps memory for the
-// allocations that reuse it.
-// Only when the owner turns it on (set_fast_decay): strata does while one
-// thread allocates, since elsewhere each madvise interrupts the other cores
-// to flush their TLBs (as for the large cache, alloc/large/large.h).
 //
 // Locking: one spinlock guards everything here. Callers may hold a central
 // list lock (order: central -> page heap -> arena/page-map leaves).
@@ -93,13 +80,6 @@ class PageHeap {
     return s;
   }
 
-  void set_fast_decay(bool on) { fast_decay_.store(on, std::memory_order_relaxed); }
-
-  // Resident free pages beyond the budget decay after this many ms.
-  static constexpr uint64_t kFastDecayMs = 20;
-  static constexpr uint64_t kResidentFreeFloorPages = 256;  // 1 MiB
-  static constexpr unsigned kResidentFreeShift = 3;         // an eighth of the pages in use
-
   // Gives a block back; it merges with its free buddies.
   void Free(Span* s) {
     uint64_t now = os_->NowMs();
@@ -113,14 +93,7 @@ class PageHeap {
     s->used = 0;
     s->clean_pages = 0;
     s->free_since_ms = now;
-    resident_free_pages_ += s->pages().n;
     InsertFreeMerging(s);
-    if (FastDecayLocked() && !over_budget_.load(std::memory_order_relaxed) &&
-        resident_free_pages_ > ResidentFreeBudgetLocked()) {
-      // Just went over the budget: look again once it could have gone idle.
-      over_budget_.store(true, std::memory_order_relaxed);
-      if (next_decay_check_ms_ > now + kFastDecayMs / 2) next_decay_check_ms_ = now + kFastDecayMs / 2;
-    }
     if (decay_ms_ == 0 || (decay_ms_ > 0 && now >= next_decay_check_ms_)) ReleaseIdleLocked(now);
   }
 
@@ -153,13 +126,17 @@ class PageHeap {
   static constexpr size_t kReleaseScanLimit = 1024;
   size_t ReleaseIdleBytes(size_t bytes, uint64_t cutoff_ms) {
     LockGuard g(lock_);
-    return ReleaseLargestLocked(bytes, cutoff_ms);
+    size_t released = 0;
+    size_t looked = 0;
+    for (unsigned k = kNumOrders; k-- > 0 && released < bytes && looked < kReleaseScanLimit;) {
+      for (Span* s = free_[k].head; s != nullptr && released < bytes && looked < kReleaseScanLimit;
+           s = s->next, ++looked) {
+        if (s->free_since_ms <= cutoff_ms) released += ReleaseBlockLocked(s);
+      }
+    }
+    stats_.released_bytes_total += released;
+    return released;
   }
-
-  // Whether resident free pages exceed the budget (see above): the purger
-  // then comes back after kFastDecayMs / 2 rather than its usual period.
-  // Lock-free.
-  bool OverResidentBudget() const { return over_budget_.load(std::memory_order_relaxed); }
 
   PageHeapStats Stats() {
     LockGuard g(lock_);
@@ -246,7 +223,6 @@ class PageHeap {
       map_->SetSpan(upper->start, upper);
       free_[k].Push(upper);
     }
-    resident_free_pages_ -= s->pages().n - s->clean_pages;
     if (s->clean_pages != 0 && count_faulting_.load(std::memory_order_relaxed)) {
       faulting_pages_.fetch_add(s->clean_pages, std::memory_order_relaxed);
     }
@@ -320,44 +296,9 @@ class PageHeap {
 
   size_t ReleaseIdleLocked(uint64_t now) {
     uint64_t period = decay_ms_ > 4 ? uint64_t(decay_ms_) / 4 : 1;
-    uint64_t cutoff;
-    size_t released = DecayCutoff(decay_ms_, now, &cutoff) ? ReleaseWhere(cutoff) : 0;
-    // Beyond the budget, what was idle for kFastDecayMs goes back now, and
-    // the next check comes soon while some is left.
-    const uint64_t budget = ResidentFreeBudgetLocked();
-    if (FastDecayLocked() && resident_free_pages_ > budget) {
-      if (now >= kFastDecayMs) {
-        released += ReleaseLargestLocked(size_t(resident_free_pages_ - budget) << kPageShift, now - kFastDecayMs);
-      }
-      if (resident_free_pages_ > budget && period > kFastDecayMs / 2) period = kFastDecayMs / 2;
-    }
-    over_budget_.store(FastDecayLocked() && resident_free_pages_ > budget, std::memory_order_relaxed);
     next_decay_check_ms_ = now + period;
-    return released;
-  }
-
-  bool FastDecayLocked() const {
-    return decay_ms_ > int64_t(kFastDecayMs) && fast_decay_.load(std::memory_order_relaxed);
-  }
-  uint64_t ResidentFreeBudgetLocked() const {
-    const uint64_t share = used_pages_ >> kResidentFreeShift;
-    return share > kResidentFreeFloorPages ? share : kResidentFreeFloorPages;
-  }
-
-  // Releases resident free blocks idle since before `cutoff_ms`, largest
-  // first, until at least `bytes` went back (or none is left), looking at
-  // no more than kReleaseScanLimit blocks. Returns the bytes released.
-  size_t ReleaseLargestLocked(size_t bytes, uint64_t cutoff_ms) {
-    size_t released = 0;
-    size_t looked = 0;
-    for (unsigned k = kNumOrders; k-- > 0 && released < bytes && looked < kReleaseScanLimit;) {
-      for (Span* s = free_[k].head; s != nullptr && released < bytes && looked < kReleaseScanLimit;
-           s = s->next, ++looked) {
-        if (s->free_since_ms <= cutoff_ms) released += ReleaseBlockLocked(s);
-      }
-    }
-    stats_.released_bytes_total += released;
-    return released;
+    uint64_t cutoff;
+    return DecayCutoff(decay_ms_, now, &cutoff) ? ReleaseWhere(cutoff) : 0;
   }
 
   // The free block that covers all of chunk c, or nullptr. Lock held.
@@ -371,7 +312,6 @@ class PageHeap {
   // whose whole free block is s, before it goes back to the kernel. Lock
   // held.
   void DropChunkLocked(Chunk* c, Chunk* prev, Span* s) {
-    resident_free_pages_ -= s->pages().n - s->clean_pages;
     free_[kMaxOrder].Remove(s);
     map_->SetSpan(c->base, nullptr);
     spans_.Delete(s);
@@ -420,7 +360,6 @@ class PageHeap {
     if (s->clean_pages == pages) return 0;
     os_->Release(reinterpret_cast<void*>(s->start), s->pages().bytes(), lazy_release_);
     size_t released = size_t(pages - s->clean_pages) << kPageShift;
-    resident_free_pages_ -= pages - s->clean_pages;
     s->clean_pages = pages;
     return released;
   }
@@ -434,9 +373,6 @@ class PageHeap {
   Chunk* chunks_ = nullptr;
   PageHeapStats stats_;
   uint64_t used_pages_ = 0;
-  uint64_t resident_free_pages_ = 0;  // free pages not known to be released
-  std::atomic<bool> over_budget_{false};
-  std::atomic<bool> fast_decay_{false};
   uint64_t next_decay_check_ms_ = 0;
   std::atomic<size_t> faulting_pages_{0};  // added to under lock_, taken without
   std::atomic<bool> count_faulting_{false};
@@ -466,7 +402,6 @@ bool PageHeap<Os>::Check(const char** why) {
     if (n != free_[k].count) return fail("free list count wrong");
   }
   size_t used = 0;
-  uint64_t resident_free = 0;
   for (Chunk* c = chunks_; c != nullptr; c = c->next) {
     uintptr_t a = c->base, end = c->base + kChunkSize;
     Span* prev_free = nullptr;
@@ -479,7 +414,6 @@ bool PageHeap<Os>::Check(const char** why) {
       if (s->state == SpanState::kFree) {
         ++listed[s->order];
         if (s->clean_pages > s->pages().n) return fail("more released pages than pages");
-        resident_free += s->pages().n - s->clean_pages;
         // A free block and a free buddy of the same order must have merged.
         uintptr_t buddy = c->base + ((a - c->base) ^ Order{s->order}.bytes());
         Span* b = map_->SpanOf(buddy);
@@ -514,7 +448,6 @@ bool PageHeap<Os>::Check(const char** why) {
     if (listed[k] != free_[k].count) return fail("free block not on its list, or listed twice");
   }
   if (used != used_pages_) return fail("used page count wrong");
-  if (resident_free != resident_free_pages_) return fail("resident free page count wrong");
   return true;
 }
 
