@@ -483,9 +483,9 @@ void* LargeFromFreePages(size_t size) {
   return PageObjectTaken(g_heap.pages.Alloc(order, SpanState::kPageObject, 0, /*may_grow=*/false), order);
 }
 
-// A large object aligned to `align` (at least a page): a free block of the
-// page heap up to kLargeFromPagesMax (a block is aligned to its size),
-// else a mapping of its own.
+// A large object aligned to `align`: a free block of the page heap up to
+// kLargeFromPagesMax (a block is aligned to its size), else a mapping of
+// its own (at least page-aligned).
 void* LargeObject(size_t size, size_t align) {
   if (size <= kLargeFromPagesMax && align <= kLargeFromPagesMax) {
     if (void* p = LargeFromFreePages(size > align ? size : align)) return p;
@@ -707,7 +707,7 @@ void* AlignedAlloc(size_t align, size_t size) {
     return AllocPageObject(size > align ? size : align);
   }
   if (!EnsureInit()) return BootAlloc(size, align);
-  return LargeObject(size, align < kPageSize ? kPageSize : align);
+  return LargeObject(size, align);
 }
 
 void FreeSized(void* p, size_t size) {

@@ -50,7 +50,7 @@ struct Heap {
 };
 
 // Set-up writes every class's central list: they should stay a few pages.
-static_assert(sizeof(CentralList<RealOs>) * kNumClasses <= 5 * kPageSize);
+static_assert(sizeof(CentralList<RealOs>) * kNumClasses <= 4 * kPageSize);
 
 using ThreadCacheT = ThreadCache<Heap>;
 using PageMapT = PageMap<RealOs>;

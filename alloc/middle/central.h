@@ -407,8 +407,8 @@ class CentralList {
   // last report reaches kPeakSlackBytes either way: the tracker is one
   // atomic counter for every class and thread, and its cache line moved
   // between the cores at every batch (xmalloc-test, a producer and a
-  // consumer of 64-byte objects: +8-10% ops/s without it). The peak may
-  // then miss up to kPeakSlackBytes per class.
+  // consumer of 64-byte objects: 100M ops/s with an update per batch, 117M
+  // in steps). The peak may then miss up to kPeakSlackBytes per class.
   void CountOutLocked(int64_t n) {
     objects_out_ += uint64_t(n);
     peak_pending_ += n * int64_t(size_);

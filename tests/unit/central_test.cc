@@ -189,10 +189,10 @@ INSTANTIATE_TEST_SUITE_P(AllClasses, CentralPerClass, ::testing::Range<size_t>(1
 // ---- shapes ----
 
 struct CentralTest : ::testing::Test {
-  void Use(size_t cls) {
+  void Use(size_t cls, PeakTracker* peak = nullptr) {
     cls_ = cls;
     slots.assign(Central::TransferPointers(cls), nullptr);
-    c.Init(uint8_t(cls), &h.heap, slots.data());
+    c.Init(uint8_t(cls), &h.heap, slots.data(), peak);
   }
   size_t objects() const { return Info(cls_).objects; }
   size_t span_pages() const { return Order{Info(cls_).order}.pages().n; }
@@ -502,10 +502,7 @@ TEST_F(CentralTest, OutOfMemoryGivesWhatItHas) {
 // kPeakSlackBytes, not at every batch.
 TEST_F(CentralTest, ThePeakTrackerHearsOfChangesInSteps) {
   PeakTracker peak;
-  const size_t cls = SizeToClass(64);
-  cls_ = cls;
-  slots.assign(Central::TransferPointers(cls), nullptr);
-  c.Init(uint8_t(cls), &h.heap, slots.data(), &peak);
+  Use(SizeToClass(64), &peak);
   const int per_step = int(Central::kPeakSlackBytes / 64);  // 256 objects
   std::vector<void*> a = Take(c, per_step - 1);
   EXPECT_EQ(peak.current(), 0) << "less than a step: not told yet";
