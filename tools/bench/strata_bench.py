@@ -324,10 +324,16 @@ class ManifestJob(Job):
     def run(self, alloc, ctx):
         r = run_child(self.command(), alloc_env(ctx, alloc), ctx.timeout)
         r.values = parse_kv_line(r.stdout)
+        value = r.values.get(self.metric)
         if r.ok and self.metric not in r.values:
             r.ok = False
             r.error = "the last output line has no %s=: %r" % (
                 self.metric, tail(r.stdout, 1, 200))
+        elif r.ok and not (isinstance(value, (int, float)) and math.isfinite(value)):
+            # A text value would make the medians and ratios raise after the
+            # last run, before results.json is written; NaN is not JSON.
+            r.ok = False
+            r.error = "%s=%s is not a finite number" % (self.metric, value)
         return r
 
 
@@ -1313,7 +1319,7 @@ def main(argv=None):
 
     root = os.path.abspath(args.root)
     quick = args.quick
-    reps = args.reps if args.reps else (3 if quick else 5)
+    reps = args.reps if args.reps is not None else (3 if quick else 5)
     if reps < 1:
         p.error("--reps must be at least 1")
     timeout = args.timeout if args.timeout else (120.0 if quick else 600.0)
