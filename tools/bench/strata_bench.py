@@ -1322,7 +1322,9 @@ def main(argv=None):
     reps = args.reps if args.reps is not None else (3 if quick else 5)
     if reps < 1:
         p.error("--reps must be at least 1")
-    timeout = args.timeout if args.timeout else (120.0 if quick else 600.0)
+    timeout = args.timeout if args.timeout is not None else (120.0 if quick else 600.0)
+    if not timeout > 0:
+        p.error("--timeout must be a positive number of seconds")
     manifest = args.manifest or os.path.join(root, "bench", "workloads", "workloads.json")
     bindir = args.bin_dir or os.path.join(root, "build", "bench", "bench", "workloads")
     outdir = args.out or os.path.join(root, "build", "bench-results",
