@@ -300,25 +300,19 @@ class Arguments(FakeBench):
         self.main("--workloads", "spin", allocators="glibc")
         self.assertEqual(len(self.calls), 5)
 
-    def test_reps_below_one_is_rejected(self):
-        for reps in ["0", "-1"]:
-            status, _, err = self.main("--reps", reps, allocators="glibc")
-            self.assertEqual(status, "exit 2", reps)
-            self.assertIn("--reps must be at least 1", err)
+    def test_reps_below_one_and_timeout_not_above_zero_are_rejected(self):
+        for option, message in [("--reps", "--reps must be at least 1"),
+                                ("--timeout", "--timeout must be a positive number of seconds")]:
+            for value in ["0", "-1"]:
+                status, _, err = self.main(option, value, allocators="glibc")
+                self.assertEqual(status, "exit 2", (option, value))
+                self.assertIn(message, err)
         self.assertEqual(self.calls, [])
 
-    def test_timeout_must_be_positive_and_defaults_to_120_quick_and_600_full(self):
-        for timeout in ["0", "-1"]:
-            status, _, err = self.main("--timeout", timeout, allocators="glibc")
-            self.assertEqual(status, "exit 2", timeout)
-            self.assertIn("--timeout must be a positive number of seconds", err)
-        self.assertEqual(self.calls, [])
-        self.main("--quick", "--workloads", "spin", allocators="glibc")
-        self.assertEqual(self.results()["config"]["timeout_s"], 120.0)
-        self.main("--workloads", "spin", allocators="glibc")
-        self.assertEqual(self.results()["config"]["timeout_s"], 600.0)
-        self.main("--timeout", "7.5", "--workloads", "spin", allocators="glibc")
-        self.assertEqual(self.results()["config"]["timeout_s"], 7.5)
+    def test_timeout_defaults_to_120_quick_and_600_full(self):
+        for args, expect in [(["--quick"], 120.0), ([], 600.0), (["--timeout", "7.5"], 7.5)]:
+            self.main(*args, "--workloads", "spin", allocators="glibc")
+            self.assertEqual(self.results()["config"]["timeout_s"], expect, args)
 
     def test_workloads_selects_manifest_entries_with_their_quick_or_full_arguments(self):
         status, _, _ = self.main("--reps", "1", "--workloads", "grind,spin", allocators="glibc")
