@@ -169,12 +169,22 @@ size_t BudgetFor(size_t threads) {
 // allocates.
 bool ExchangeAllowed(bool threaded) { return g_heap.options.decay_ms > 0 && !threaded; }
 
+// Whether the central lists were last told of more than one thread (they
+// start so: CentralList::Init). Registry lock.
+bool g_central_threaded = true;
+
 // The number of threads with a cache changed (registry lock held). With
 // more than one, the large cache keeps a higher floor and the exchange is
-// off, so the page heap stops counting the pages it would trade.
+// off, so the page heap stops counting the pages it would trade; with one,
+// the transfer caches keep less (CentralList::SetThreaded).
 void NoteThreads(size_t threads) {
-  g_heap.large.set_threaded(threads > 1);
-  g_heap.pages.set_count_faulting(ExchangeAllowed(threads > 1));
+  const bool threaded = threads > 1;
+  g_heap.large.set_threaded(threaded);
+  g_heap.pages.set_count_faulting(ExchangeAllowed(threaded));
+  if (threaded != g_central_threaded) {
+    g_central_threaded = threaded;
+    for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].SetThreaded(threaded);
+  }
 }
 
 void ThreadInit(ThreadCacheT* tc) {

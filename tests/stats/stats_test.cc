@@ -129,6 +129,34 @@ TEST(Stats, PeakIsNeverBelowWhatIsHandedOut) {
   EXPECT_GE(s.peak_allocated_bytes, peak) << "the peak stays";
 }
 
+// The transfer caches keep at most 32 KiB of a class while one thread has
+// a cache (alloc/middle/central.h, SetThreaded), and up to 256 KiB once
+// another has one.
+uint64_t TransferredAfterChurn(size_t size) {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 20000; ++i) blocks.push_back(strata_malloc(size));
+  for (void* p : blocks) strata_free(p);
+  Snapshot s;
+  TakeSnapshot(&s);
+  return s.central[SizeToClass(size)].transfer_objects * Info(SizeToClass(size)).size;
+}
+
+TEST(Stats, TransferCachesKeepLessWhileOneThreadHasACache) {
+  constexpr size_t kSize = 64;
+  EXPECT_LE(TransferredAfterChurn(kSize), 32u << 10) << "one thread";
+  std::atomic<bool> done{false};
+  std::atomic<bool> ready{false};
+  std::thread other([&] {
+    strata_free(strata_malloc(kSize));  // gives this thread a cache
+    ready = true;
+    while (!done) std::this_thread::yield();
+  });
+  while (!ready) std::this_thread::yield();
+  EXPECT_GT(TransferredAfterChurn(kSize), 32u << 10) << "two threads";
+  done = true;
+  other.join();
+}
+
 TEST(Stats, InternalFragmentationMatchesRounding) {
   // 100k requests of 17 bytes get 32-byte objects: the waste of this class
   // alone is 15/32 of what it gave.

@@ -321,6 +321,31 @@ TEST_F(CentralTest, FreshBoundsOnlyNeverUsedObjects) {
   EXPECT_TRUE(h.Checked());
 }
 
+// With one thread, batches have no other thread to go to: the transfer
+// cache keeps fewer of them (kTransferBytesOneThread), and the rest go to
+// their spans. With more threads again it keeps its full capacity.
+TEST_F(CentralTest, TransferCacheKeepsLessWithOneThread) {
+  Use(SizeToClass(64));
+  const int batch = Info(cls_).batch;
+  const size_t full = Central::TransferCap(cls_);
+  const size_t one = Central::TransferCap(cls_, Central::kTransferBytesOneThread);
+  ASSERT_LT(one, full);
+  ASSERT_GE(one, 1u);
+  std::vector<std::vector<void*>> batches;
+  for (size_t i = 0; i < full; ++i) batches.push_back(Take(c, batch));
+  c.SetThreaded(false);
+  for (const auto& b : batches) GiveWithTail(c, b);
+  CentralStats st = c.Stats();
+  EXPECT_EQ(st.transfer_objects, one * size_t(batch));
+  EXPECT_EQ(st.objects_out, 0u);
+  EXPECT_EQ(st.free_objects, st.spans * objects() - st.transfer_objects);
+  for (auto& b : batches) b = Take(c, batch);
+  c.SetThreaded(true);
+  for (const auto& b : batches) GiveWithTail(c, b);
+  EXPECT_EQ(c.Stats().transfer_objects, full * size_t(batch));
+  EXPECT_TRUE(h.Checked());
+}
+
 // Whole batches wait in the transfer cache as arrays of addresses, up to
 // its capacity; each comes out as the chain that went in, last in first
 // out, whatever its objects' first words hold meanwhile. DrainIdle puts
