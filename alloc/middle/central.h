@@ -27,7 +27,8 @@
 // class's batch size) first go to a transfer cache, a small stack of
 // batches, so that objects passing from one thread to another (a producer
 // and a consumer) do not go through their spans at all. It is bounded
-// (kTransferBytes per class) and drained back into the spans by DrainIdle()
+// (kTransferBytes per class, kTransferBytesOneThread while only one thread
+// has a cache: SetThreaded) and drained back into the spans by DrainIdle()
 // (the background purger) when it went unused for a whole purge period, and
 // by ReleaseEmpty() (malloc_trim).
 //
