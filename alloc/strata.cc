@@ -781,6 +781,28 @@ void ForkChild() {
   // background purger did not survive the fork: let the child start its own.
   ForkParent();
   if (g_bg_state.load(std::memory_order_relaxed) == 1) g_bg_state.store(0, std::memory_order_relaxed);
+  // Nor did the other threads. Their caches leave the registry:
+  //  - glibc gives their stacks, and the TLS in them, to the child's next
+  //    threads, whose caches would then be linked into the registry a
+  //    second time (a cycle: the next statistics snapshot never ended);
+  //  - the child's thread count, and what depends on it (the transfer
+  //    caches' and the large cache's bounds, statistics), is its own.
+  // What they hold is left where it is: the fork may have come in the
+  // middle of one's fast path, so their lists cannot be trusted (glibc's
+  // tcaches are lost the same way).
+  ThreadCacheT* self = &t_cache;
+  LockGuard g(g_registry_lock);
+  for (ThreadCacheT* tc = g_registry; tc != nullptr;) {
+    ThreadCacheT* next = tc->reg_next;
+    if (tc != self) {
+      if (tc->reg_prev != nullptr) tc->reg_prev->reg_next = next; else g_registry = next;
+      if (next != nullptr) next->reg_prev = tc->reg_prev;
+      --g_threads;
+      g_dead.Add(*tc);
+    }
+    tc = next;
+  }
+  NoteThreads(g_threads);
 }
 
 // ---- statistics gathering (the writers are in alloc/stats) ----

@@ -5,8 +5,9 @@
  * array) while the main thread forks 200 times. Each child arms alarm(10)
  * so a deadlocked allocator kills it with SIGALRM, then allocates and frees
  * a few thousand blocks (one of 4 MiB), frees blocks its parent allocated
- * before the fork, runs one thread of its own, and _exit()s with 0 only if
- * everything checked out. The parent requires exit status 0 every time.
+ * before the fork, runs one thread of its own, checks that strata counts
+ * one thread with a cache (the parent's workers did not come along), and
+ * _exit()s with 0 only if everything checked out. The parent requires exit status 0 every time.
  */
 #define _GNU_SOURCE
 #include "shim_check.h"
@@ -105,7 +106,20 @@ static void *worker(void *arg) {
 /* ---- child side: only _exit() codes, no stdio ---- */
 
 enum { CHILD_OK = 0, CHILD_ALLOC = 2, CHILD_CORRUPT = 3, CHILD_CALLOC = 4,
-       CHILD_THREAD = 5, CHILD_PREFORK = 6 };
+       CHILD_THREAD = 5, CHILD_PREFORK = 6, CHILD_THREADS = 7 };
+
+/* The number of threads with a cache in strata's statistics
+ * ("thread_cache": {... "threads": N}), or -1. */
+static long strata_cache_threads(void) {
+  static char buf[1 << 18];
+  size_t (*stats_json)(char *, size_t) =
+      (size_t(*)(char *, size_t))dlsym(RTLD_DEFAULT, "strata_stats_json");
+  if (!stats_json || stats_json(buf, sizeof buf) >= sizeof buf)
+    return -1;
+  const char *tc = strstr(buf, "\"thread_cache\"");
+  const char *t = tc ? strstr(tc, "\"threads\":") : NULL;
+  return t ? strtol(t + strlen("\"threads\":"), NULL, 10) : -1;
+}
 
 static int child_alloc_round(uint64_t seed, int N) {
   enum { MAXN = 3000 };
@@ -180,6 +194,9 @@ static void run_child(unsigned char **pre, const size_t *pre_n, int npre,
   pthread_join(t, &trc);
   if ((intptr_t)trc != CHILD_OK)
     _exit((int)(intptr_t)trc);
+  /* The parent's workers did not come along: this is the one thread left. */
+  if (strata_cache_threads() != 1)
+    _exit(CHILD_THREADS);
   _exit(CHILD_OK);
 }
 
@@ -238,7 +255,8 @@ int main(void) {
     else
       CHECKF(ok, "child #%d exited with status %d (2 alloc failed, 3 "
                  "corruption, 4 calloc not zero, 5 pthread_create, 6 "
-                 "pre-fork block corrupt)", iter, WEXITSTATUS(status));
+                 "pre-fork block corrupt, 7 strata counts threads that "
+                 "did not survive the fork)", iter, WEXITSTATUS(status));
   }
 
   atomic_store(&stop_flag, 1);
