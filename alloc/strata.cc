@@ -209,6 +209,15 @@ void ThreadInit(ThreadCacheT* tc) {
   tc->Activate(BudgetFor(threads), /*checks=*/!g_check);
 }
 
+// Takes tc out of the registry, its counters into g_dead (registry lock
+// held; the caller then calls NoteThreads).
+void Unregister(ThreadCacheT* tc) {
+  if (tc->reg_prev != nullptr) tc->reg_prev->reg_next = tc->reg_next; else g_registry = tc->reg_next;
+  if (tc->reg_next != nullptr) tc->reg_next->reg_prev = tc->reg_prev;
+  --g_threads;
+  g_dead.Add(*tc);
+}
+
 void ThreadExit(void* arg) {
   ThreadCacheT* tc = static_cast<ThreadCacheT*>(arg);
   if (tc->state != CacheState::kActive) return;
@@ -218,11 +227,8 @@ void ThreadExit(void* arg) {
   tc->state = CacheState::kDead;
   tc->Disable();
   LockGuard g(g_registry_lock);
-  if (tc->reg_prev != nullptr) tc->reg_prev->reg_next = tc->reg_next; else g_registry = tc->reg_next;
-  if (tc->reg_next != nullptr) tc->reg_next->reg_prev = tc->reg_prev;
-  --g_threads;
+  Unregister(tc);
   NoteThreads(g_threads);
-  g_dead.Add(*tc);
 }
 
 bool ReclaimAddressSpace();
@@ -794,12 +800,7 @@ void ForkChild() {
   LockGuard g(g_registry_lock);
   for (ThreadCacheT* tc = g_registry; tc != nullptr;) {
     ThreadCacheT* next = tc->reg_next;
-    if (tc != self) {
-      if (tc->reg_prev != nullptr) tc->reg_prev->reg_next = next; else g_registry = next;
-      if (next != nullptr) next->reg_prev = tc->reg_prev;
-      --g_threads;
-      g_dead.Add(*tc);
-    }
+    if (tc != self) Unregister(tc);
     tc = next;
   }
   NoteThreads(g_threads);
