@@ -22,34 +22,18 @@
 
 #include <malloc.h>
 
-/* The first number after "key": in a JSON document, or -1. */
-static long long json_number(const char *doc, const char *key) {
-  char pat[64];
-  snprintf(pat, sizeof pat, "\"%s\":", key);
-  const char *p = strstr(doc, pat);
-  if (!p)
-    return -1;
-  p += strlen(pat);
-  while (*p == ' ')
-    p++;
-  return strtoll(p, NULL, 10);
-}
-
 static char g_json[1 << 20];
 
 static void print_strata_figures(const char *when) {
-  size_t (*stats_json)(char *, size_t) = (size_t(*)(char *, size_t))(
-      uintptr_t)dlsym(RTLD_DEFAULT, "strata_stats_json");
-  if (!stats_json)
+  if (shim_stats_json(g_json, sizeof g_json) == (size_t)-1)
     return;
-  stats_json(g_json, sizeof g_json);
   fprintf(stderr,
           "%s: strata says, %s: thread_cache_bytes %lld, central_free_bytes "
           "%lld, page_heap used_bytes %lld, resident_bytes %lld\n",
-          g_name, when, json_number(g_json, "thread_cache_bytes"),
-          json_number(g_json, "central_free_bytes"),
-          json_number(g_json, "used_bytes"),
-          json_number(g_json, "resident_bytes"));
+          g_name, when, shim_json_number(g_json, "thread_cache_bytes"),
+          shim_json_number(g_json, "central_free_bytes"),
+          shim_json_number(g_json, "used_bytes"),
+          shim_json_number(g_json, "resident_bytes"));
 }
 
 int main(void) {

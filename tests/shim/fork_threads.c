@@ -110,15 +110,11 @@ enum { CHILD_OK = 0, CHILD_ALLOC = 2, CHILD_CORRUPT = 3, CHILD_CALLOC = 4,
 
 /* The number of threads with a cache in strata's statistics
  * ("thread_cache": {... "threads": N}), or -1. */
-static long strata_cache_threads(void) {
+static long long strata_cache_threads(void) {
   static char buf[1 << 18];
-  size_t (*stats_json)(char *, size_t) =
-      (size_t(*)(char *, size_t))dlsym(RTLD_DEFAULT, "strata_stats_json");
-  if (!stats_json || stats_json(buf, sizeof buf) >= sizeof buf)
+  if (shim_stats_json(buf, sizeof buf) >= sizeof buf) /* (size_t)-1 too */
     return -1;
-  const char *tc = strstr(buf, "\"thread_cache\"");
-  const char *t = tc ? strstr(tc, "\"threads\":") : NULL;
-  return t ? strtol(t + strlen("\"threads\":"), NULL, 10) : -1;
+  return shim_json_number(strstr(buf, "\"thread_cache\""), "threads");
 }
 
 static int child_alloc_round(uint64_t seed, int N) {

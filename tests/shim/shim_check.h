@@ -167,4 +167,26 @@ static inline size_t shim_opaque(size_t v) {
   return x;
 }
 
+/* strata_stats_json() of the preloaded libstrata.so into buf: the length
+ * it needs (>= len: cut short), or (size_t)-1 when strata is not there. */
+static inline size_t shim_stats_json(char *buf, size_t len) {
+  size_t (*stats_json)(char *, size_t) = (size_t(*)(char *, size_t))(
+      uintptr_t)dlsym(RTLD_DEFAULT, "strata_stats_json");
+  return stats_json ? stats_json(buf, len) : (size_t)-1;
+}
+
+/* The first number after "key": in a JSON document (or its part from doc
+ * on), or -1 when the key is not there (or doc is NULL). */
+static inline long long shim_json_number(const char *doc, const char *key) {
+  char pat[64];
+  snprintf(pat, sizeof pat, "\"%s\":", key);
+  const char *p = doc ? strstr(doc, pat) : NULL;
+  if (!p)
+    return -1;
+  p += strlen(pat);
+  while (*p == ' ')
+    p++;
+  return strtoll(p, NULL, 10);
+}
+
 #endif /* STRATA_TESTS_SHIM_CHECK_H */
