@@ -28,8 +28,10 @@ enum class OptKind : uint8_t { kInt, kBool, kChoice, kString };
     "the page heap need new pages (README, \"Returning memory\"). The default was chosen by "  \
     "measurement (docs/benchmarks.md, \"Choosing the decay time\").")                         \
   X(BACKGROUND, background, kBool, "1", "",                                                   \
-    "Return idle free pages from a background thread (started when the program first frees "  \
-    "memory), so a program that goes idle also gives its memory back.")                      \
+    "Return idle free pages from a background thread, so a program that goes idle also gives " \
+    "its memory back. The thread starts at the first free once the program has held 8 MiB "   \
+    "at the same time, and blocks every signal; a program that must stay single-threaded "    \
+    "beyond that (unshare(CLONE_NEWUSER)) needs 0.")                                          \
   X(RELEASE, release, kChoice, "dontneed", "dontneed|free",                                   \
     "How pages are returned: MADV_DONTNEED (RSS drops at once) or MADV_FREE (the kernel "     \
     "reclaims them lazily).")                                                                 \

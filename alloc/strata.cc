@@ -41,8 +41,21 @@ std::atomic<uint64_t> g_page_object_frees{0};
 // The background purger: a thread that returns idle free pages to the OS
 // every quarter of the decay time. Started lazily, at a point where the
 // calling thread holds no allocator lock, once the program frees memory
-// and after strata's constructor ran (libc is fully up by then). After
-// fork() the child has no such thread; it starts one again the same way.
+// after having handed out kBackgroundFromBytes at some point, and after
+// strata's constructor ran (libc is fully up by then). After fork() the
+// child has no such thread; it starts one again the same way.
+//
+// Why a bound. A thread of strata's makes a single-threaded program a
+// threaded one: unshare(CLONE_NEWUSER) then fails with EINVAL, a sandbox's
+// zygote that checks it has one thread refuses to go on, a debugger lists
+// it, and glibc and libstdc++ drop their single-threaded shortcuts (stdio
+// without locks, shared_ptr counts without atomics) for good. The programs
+// most often run, shells and command-line tools, hand out 0.1-3 MiB at
+// their peak (bash 0.08, git status 1.0, python3 -c pass 1.4, node -e 0
+// 3.0): what the purger could return to the OS for them is at most that.
+// So a program stays as it was until its heap has been worth purging.
+// Its own thread blocks every signal (RealOs::StartThread).
+constexpr int64_t kBackgroundFromBytes = 8 << 20;
 std::atomic<int> g_bg_state{0};  // 0 none, 1 starting/running, 2 failed
 bool g_constructed = false;
 
@@ -62,20 +75,15 @@ STRATA_COLD void* BackgroundMain(void*) {
 STRATA_COLD void StartBackground() {
   int expected = 0;
   if (!g_bg_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 64 << 10);
-  pthread_t t;
-  if (pthread_create(&t, &attr, BackgroundMain, nullptr) != 0) g_bg_state.store(2, std::memory_order_release);
-  pthread_attr_destroy(&attr);
+  if (!RealOs::StartThread(BackgroundMain, 64 << 10)) g_bg_state.store(2, std::memory_order_release);
 }
 
 // Called where memory may have gone back to the page heap and no lock is
 // held.
 STRATA_INLINE void MaybeStartBackground() {
   if (STRATA_UNLIKELY(g_bg_state.load(std::memory_order_relaxed) == 0) && g_constructed &&
-      g_heap.options.background != 0 && g_heap.options.decay_ms > 0) {
+      g_heap.options.background != 0 && g_heap.options.decay_ms > 0 &&
+      g_heap.peak.peak() >= kBackgroundFromBytes) {
     StartBackground();
   }
 }

@@ -8,7 +8,6 @@
 // report that finds it busy waits briefly and then gives up rather than
 // hang exit behind a stuck thread.
 #include <fcntl.h>
-#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -89,15 +88,8 @@ __attribute__((constructor)) void StrataStart() {
   EnsureInit();
   ReportFormat format;
   if (ExitReportWanted(&format) || g_heap.options.stats_interval_ms > 0) OpenStatsFile();
-  if (g_heap.options.stats_interval_ms > 0) {
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, IntervalThread, nullptr) != 0) {
-      Warnf("cannot start the STRATA_STATS_INTERVAL_MS thread");
-    }
-    pthread_attr_destroy(&attr);
+  if (g_heap.options.stats_interval_ms > 0 && !RealOs::StartThread(IntervalThread, 0)) {
+    Warnf("cannot start the STRATA_STATS_INTERVAL_MS thread");
   }
 }
 

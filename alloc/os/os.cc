@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -144,6 +145,21 @@ void Warnf(const char* fmt, ...) {
   va_start(ap, fmt);
   WriteMessage(fmt, ap);
   va_end(ap);
+}
+
+bool RealOs::StartThread(void* (*fn)(void*), size_t stack_bytes) {
+  sigset_t all, old;
+  sigfillset(&all);  // glibc keeps its own signals (cancellation, setxid) open
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (stack_bytes != 0) pthread_attr_setstacksize(&attr, stack_bytes);
+  pthread_t t;
+  const bool ok = pthread_create(&t, &attr, fn, nullptr) == 0;
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return ok;
 }
 
 }  // namespace strata

@@ -51,6 +51,14 @@ struct RealOs {
 
   // Write all of buf to fd, retrying on EINTR/short writes.
   static void Write(int fd, const char* buf, size_t len);
+
+  // Starts a detached thread running fn(nullptr), with a stack of
+  // `stack_bytes` (0: the default) and every signal blocked, so that no
+  // signal meant for the program lands in it: one the program blocks in
+  // its own threads to take with sigwait or a signalfd, or whose handler it
+  // expects to run in one of its threads. The caller's mask is restored.
+  // False if the thread could not be created.
+  static bool StartThread(void* (*fn)(void*), size_t stack_bytes);
 };
 
 // Fatal error: writes "strata: <msg>\n" to stderr without allocating and
