@@ -23,7 +23,9 @@ enum class OptKind : uint8_t { kInt, kBool, kChoice, kString };
     "cannot grow).")                                                                          \
   X(DECAY_MS, decay_ms, kInt, "500", "",                                                     \
     "Free pages idle for longer than this many milliseconds are returned to the OS; -1 "      \
-    "never returns them, 0 returns them at once (slow). While one thread allocates, free "   \
+    "never returns them, 0 returns them at once: slow, since pages freed and reused at once " \
+    "fault in again each time (jq and mawk building a long string by copying ran 9-23x "         \
+    "slower than glibc), where 1 cost nothing there. While one thread allocates, free "       \
     "memory idle for 50 ms (or this, if shorter) also goes back as soon as large objects or " \
     "the page heap need new pages (README, \"Returning memory\"). The default was chosen by "  \
     "measurement (docs/benchmarks.md, \"Choosing the decay time\").")                         \
