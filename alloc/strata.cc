@@ -142,6 +142,7 @@ STRATA_COLD bool InitSlow() {
       g_heap.central[c].Init(uint8_t(c), &g_heap.pages, &g_heap.transfer[at], &g_heap.peak, &g_heap.mixed);
     }
     g_heap.mixed.Bind(&g_heap.map, &g_heap.arena);
+    g_heap.map.NoHugeRoot();
     ReadOptions(&g_heap.options);
     g_check = g_heap.options.check != 0;
     // Checking mode looks objects up in their spans' free lists, which a

@@ -84,10 +84,22 @@ class PageMap {
       if (root_[i].load(std::memory_order_relaxed) != nullptr) continue;
       void* mem = os_->Map(sizeof(Leaf));
       if (mem == nullptr) return false;
+      // Touched a few bytes per page of the heap: a huge page here would
+      // make 2 MiB resident for them (THP "always").
+      os_->NoHugePages(mem, sizeof(Leaf));
       leaf_bytes_ += sizeof(Leaf);
       root_[i].store(static_cast<Leaf*>(mem), std::memory_order_release);
     }
     return true;
+  }
+
+  // The root (2 MiB of slots, one touched per GiB of heap) is in the
+  // library's .bss; with THP "always" the kernel may back it with a huge
+  // page. Called once, at initialisation.
+  void NoHugeRoot() {
+    const uintptr_t lo = AlignUp(uintptr_t(&root_[0]), kPageSize);
+    const uintptr_t hi = AlignDown(uintptr_t(&root_[kRootSize]), kPageSize);
+    if (hi > lo) os_->NoHugePages(reinterpret_cast<void*>(lo), hi - lo);
   }
 
   // Record `span` and `cls` for `pages` pages from `start` (leaves must

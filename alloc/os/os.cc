@@ -50,6 +50,8 @@ void RealOs::Release(void* p, size_t bytes, bool lazy) {
   madvise(p, bytes, MADV_DONTNEED);
 }
 
+void RealOs::NoHugePages(void* p, size_t bytes) { madvise(p, bytes, MADV_NOHUGEPAGE); }
+
 void* RealOs::GrowBreak(size_t bytes, size_t align) {
   void* cur = sbrk(0);
   if (cur == reinterpret_cast<void*>(-1)) return nullptr;

@@ -35,6 +35,10 @@ struct RealOs {
   // touched again (MADV_DONTNEED) unless `lazy` (MADV_FREE), in which case
   // they keep their content until the kernel reclaims them.
   static void Release(void* p, size_t bytes, bool lazy = false);
+  // The kernel must not back [p, p+bytes) with transparent huge pages
+  // (MADV_NOHUGEPAGE): with THP set to "always", the first touch of any
+  // byte in an aligned 2 MiB range makes all of it resident.
+  static void NoHugePages(void* p, size_t bytes);
   // Extend the program break so that [result, result+bytes) is new memory
   // aligned to `align`; nullptr when the break cannot grow.
   static void* GrowBreak(size_t bytes, size_t align);

@@ -206,6 +206,39 @@ TEST(PageHeap, FirstAllocationMapsOneAlignedChunk) {
   EXPECT_EQ(h.heap.Stats().merges, kMaxOrder);
 }
 
+// With THP "always", a small heap's chunks and every page-map leaf would
+// be made resident 2 MiB at a time: they are marked MADV_NOHUGEPAGE. The
+// chunks of a heap past kSmallHeapChunks keep the system's choice.
+TEST(PageHeap, OnlyASmallHeapsChunksAndTheLeavesRefuseHugePages) {
+  FakeHeap h;
+  const size_t small = PageHeap<strata_test::FakeOs>::kSmallHeapChunks;
+  std::vector<Span*> chunks;
+  for (size_t i = 0; i < small + 2; ++i) {
+    const size_t calls = h.os.no_huge_calls;
+    Span* s = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+    ASSERT_NE(s, nullptr);
+    chunks.push_back(s);
+    const bool first_leaf = i == 0;  // the chunk's leaf, mapped with it
+    EXPECT_EQ(h.os.no_huge_calls - calls, (i < small ? 1u : 0u) + (first_leaf ? 1u : 0u)) << "chunk " << i;
+    if (i > 0 && i < small) {  // the first chunk's leaf comes after it
+      EXPECT_EQ(h.os.last_no_huge, reinterpret_cast<void*>(s->start)) << "chunk " << i;
+    }
+  }
+  EXPECT_EQ(h.os.no_huge_bytes, small * kChunkSize + sizeof(PageMap<strata_test::FakeOs>::Leaf));
+  for (Span* s : chunks) h.heap.Free(s);
+  EXPECT_TRUE(h.Checked());
+}
+
+TEST(PageMap, TheRootRefusesHugePages) {
+  strata_test::FakeOs os;
+  auto map = std::make_unique<PageMap<strata_test::FakeOs>>(&os);
+  map->NoHugeRoot();
+  EXPECT_EQ(os.no_huge_calls, 1u);
+  // All of the root but the partial pages at its ends.
+  EXPECT_GE(os.no_huge_bytes, PageMap<strata_test::FakeOs>::kRootSize * sizeof(void*) - 2 * kPageSize);
+  EXPECT_EQ(uintptr_t(os.last_no_huge) % kPageSize, 0u);
+}
+
 TEST(PageHeap, FillingAChunkWithEachOrderUsesItExactly) {
   for (unsigned k = 0; k <= kMaxOrder; ++k) {
     FakeHeap h;
