@@ -24,6 +24,8 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "alloc/base.h"
 
@@ -128,11 +130,7 @@ class FakeOs {
     madvise(p, bytes, MADV_DONTNEED);
   }
 
-  void NoHugePages(void* p, size_t bytes) {
-    ++no_huge_calls;
-    no_huge_bytes += bytes;
-    last_no_huge = p;
-  }
+  void NoHugePages(void* p, size_t bytes) { no_huge.emplace_back(p, bytes); }
   void* GrowBreak(size_t bytes, size_t align) {
     ++grow_break_calls;
     if (brk_region_ == nullptr) return nullptr;
@@ -188,8 +186,7 @@ class FakeOs {
   size_t releases = 0, released_bytes = 0, lazy_releases = 0, bad_releases = 0;
   size_t grow_break_calls = 0, brk_failures = 0, shrink_break_calls = 0, brk_grown_bytes = 0;
   size_t yields = 0, sleeps = 0;
-  size_t no_huge_calls = 0, no_huge_bytes = 0;
-  void* last_no_huge = nullptr;
+  std::vector<std::pair<void*, size_t>> no_huge;  // NoHugePages calls
   std::string written;
 
  private:
