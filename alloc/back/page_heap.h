@@ -265,7 +265,6 @@ class PageHeap {
     free_[k].Push(s);
   }
 
-
   STRATA_NOINLINE bool GrowLocked() {
     void* mem = nullptr;
     bool from_brk = false;

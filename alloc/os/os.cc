@@ -50,7 +50,11 @@ void RealOs::Release(void* p, size_t bytes, bool lazy) {
   madvise(p, bytes, MADV_DONTNEED);
 }
 
-void RealOs::NoHugePages(void* p, size_t bytes) { madvise(p, bytes, MADV_NOHUGEPAGE); }
+void RealOs::NoHugePages(void* p, size_t bytes) {
+  const int saved = errno;  // EINVAL without THP in the kernel: nothing to do, and malloc succeeded
+  madvise(p, bytes, MADV_NOHUGEPAGE);
+  errno = saved;
+}
 
 void* RealOs::GrowBreak(size_t bytes, size_t align) {
   void* cur = sbrk(0);
