@@ -38,12 +38,6 @@ static inline uint64_t now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static inline void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 /* ---- memory that does not come from the allocator under test ---- */
 
 static inline void *raw_alloc(size_t bytes) {
@@ -60,54 +54,6 @@ static inline void *raw_alloc(size_t bytes) {
   return p;
 }
 
-/* ---- /proc readers: open/read/close only, no stdio, no malloc ---- */
-
-static char g_procbuf[16384];
-
-static inline int read_proc(const char *path) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
-  size_t len = 0;
-  for (;;) {
-    ssize_t r = read(fd, g_procbuf + len, sizeof g_procbuf - 1 - len);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    len += (size_t)r;
-    if (len == sizeof g_procbuf - 1)
-      break;
-  }
-  close(fd);
-  g_procbuf[len] = '\0';
-  return (int)len;
-}
-
-/* Value of the "key:" line of g_procbuf (a number, as written), or -1. */
-static inline long long proc_field(const char *key) {
-  size_t klen = strlen(key);
-  for (const char *line = g_procbuf; *line;) {
-    if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-      const char *v = line + klen + 1;
-      while (*v == ' ' || *v == '\t')
-        v++;
-      long long x = 0;
-      int digits = 0;
-      while (*v >= '0' && *v <= '9') {
-        x = x * 10 + (*v++ - '0');
-        digits++;
-      }
-      return digits ? x : -1;
-    }
-    const char *nl = strchr(line, '\n');
-    if (!nl)
-      break;
-    line = nl + 1;
-  }
-  return -1;
-}
-
 /* Rss - LazyFree of the whole process, in bytes (exact: a page-table walk). */
 static inline long long effective_rss(void) {
   if (read_proc("/proc/self/smaps_rollup") <= 0) {
@@ -122,12 +68,6 @@ static inline long long effective_rss(void) {
   if (rss < 0)
     return -1;
   return (rss - (lazy > 0 ? lazy : 0)) * 1024;
-}
-
-static inline long proc_threads(void) {
-  if (read_proc("/proc/self/status") <= 0)
-    return -1;
-  return (long)proc_field("Threads");
 }
 
 /* ---- object sets and their pages ---- */

@@ -19,20 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Threads of this process, from /proc/self/status. */
-static long threads(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  if (!f)
-    return -1;
-  char line[256];
-  long n = -1;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "Threads: %ld", &n) == 1)
-      break;
-  fclose(f);
-  return n;
-}
-
 /* Allocates `bytes` in objects of `size` and frees them all. */
 static void churn(size_t bytes, size_t size) {
   size_t n = bytes / size;
@@ -51,17 +37,12 @@ static void churn(size_t bytes, size_t size) {
   free(p);
 }
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Waits up to 2 s for the thread count to reach `want`. */
 static long wait_threads(long want) {
-  long n = threads();
+  long n = proc_threads();
   for (int i = 0; i < 200 && n != want; i++) {
     sleep_ms(10);
-    n = threads();
+    n = proc_threads();
   }
   return n;
 }
@@ -87,9 +68,9 @@ int main(void) {
     churn(64 << 10, 48);
   churn(1 << 20, 200 << 10); /* a few large objects as well */
   sleep_ms(50);
-  CHECKF(threads() == 1 || shim_native,
+  CHECKF(proc_threads() == 1 || shim_native,
          "after freeing 4 MiB in all, /proc/self/status says Threads: %ld",
-         threads());
+         proc_threads());
 
   /* 2: enough to start the purger, then a blocked signal waited for. */
   churn(64 << 20, 4096);

@@ -11,6 +11,9 @@
  * STRATA_TEST_ALLOW_NATIVE=1 turns that failure into a warning, so the same
  * binaries can be checked against glibc during development; strata-specific
  * checks then consult shim_native (1 = running without strata).
+ *
+ * Also: sleep_ms(), and /proc readers that neither malloc nor use stdio
+ * (read_proc, proc_field, proc_threads), shared with tests/purge.
  */
 #ifndef STRATA_TESTS_SHIM_CHECK_H
 #define STRATA_TESTS_SHIM_CHECK_H
@@ -19,11 +22,15 @@
 #define _GNU_SOURCE
 #endif
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static atomic_long shim_passed;
 static atomic_long shim_failed;
@@ -187,6 +194,68 @@ static inline long long shim_json_number(const char *doc, const char *key) {
   while (*p == ' ')
     p++;
   return strtoll(p, NULL, 10);
+}
+
+/* Sleeps ms milliseconds, resuming after signals. */
+static inline void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* ---- /proc readers: open/read/close only, no stdio, no malloc ---- */
+
+static char g_procbuf[16384];
+
+static inline int read_proc(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  size_t len = 0;
+  for (;;) {
+    ssize_t r = read(fd, g_procbuf + len, sizeof g_procbuf - 1 - len);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    len += (size_t)r;
+    if (len == sizeof g_procbuf - 1)
+      break;
+  }
+  close(fd);
+  g_procbuf[len] = '\0';
+  return (int)len;
+}
+
+/* Value of the "key:" line of g_procbuf (a number, as written), or -1. */
+static inline long long proc_field(const char *key) {
+  size_t klen = strlen(key);
+  for (const char *line = g_procbuf; *line;) {
+    if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+      const char *v = line + klen + 1;
+      while (*v == ' ' || *v == '\t')
+        v++;
+      long long x = 0;
+      int digits = 0;
+      while (*v >= '0' && *v <= '9') {
+        x = x * 10 + (*v++ - '0');
+        digits++;
+      }
+      return digits ? x : -1;
+    }
+    const char *nl = strchr(line, '\n');
+    if (!nl)
+      break;
+    line = nl + 1;
+  }
+  return -1;
+}
+
+/* Threads of this process, from /proc/self/status; -1 if unreadable. */
+static inline long proc_threads(void) {
+  if (read_proc("/proc/self/status") <= 0)
+    return -1;
+  return (long)proc_field("Threads");
 }
 
 #endif /* STRATA_TESTS_SHIM_CHECK_H */
