@@ -32,8 +32,9 @@ enum class OptKind : uint8_t { kInt, kBool, kChoice, kString };
   X(BACKGROUND, background, kBool, "1", "",                                                   \
     "Return idle free pages from a background thread, so a program that goes idle also gives " \
     "its memory back. The thread starts at the first free once the program has held 8 MiB "   \
-    "at the same time, and blocks every signal; a program that must stay single-threaded "    \
-    "beyond that (unshare(CLONE_NEWUSER)) needs 0.")                                          \
+    "at the same time, blocks every signal, and sleeps until a free wakes it while nothing "  \
+    "is left to give back; a program that must stay single-threaded beyond that "             \
+    "(unshare(CLONE_NEWUSER)) needs 0.")                                                      \
   X(RELEASE, release, kChoice, "dontneed", "dontneed|free",                                   \
     "How pages are returned: MADV_DONTNEED (RSS drops at once) or MADV_FREE (the kernel "     \
     "reclaims them lazily).")                                                                 \

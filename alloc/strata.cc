@@ -55,34 +55,107 @@ std::atomic<uint64_t> g_page_object_frees{0};
 // 3.0): what the purger could return to the OS for them is at most that.
 // So a program stays as it was until its heap has been worth purging.
 // Its own thread blocks every signal (RealOs::StartThread).
+//
+// Parking. Once a pass finds nothing left to give back (no free page still
+// resident, no cached large mapping, no batch in a transfer cache) for
+// kParkAfterMs, the thread sleeps on a futex with no timeout: an idle
+// program is not woken by its allocator, where it was woken every period
+// before. The next free that may have given memory back
+// (MaybeStartBackground) wakes it. No wake-up is lost: the purger
+// publishes kParked, then looks for work under each owner's lock; a free
+// that put memory there under that lock before the purger looked is seen,
+// and one that did after reads kParked (the lock orders the two) and wakes
+// it. The thread is parked rather than ended so that a program which goes
+// idle often does not create a thread from inside free() each time (a
+// pthread_create there costs tens of microseconds and takes the loader's
+// TLS lock).
+//
+// A thread that cannot be created (RLIMIT_NPROC, a pids cgroup at its
+// limit) is tried again kRetryStartMs later, not given up for good.
 constexpr int64_t kBackgroundFromBytes = 8 << 20;
-std::atomic<int> g_bg_state{0};  // 0 none, 1 starting/running, 2 failed
+constexpr int64_t kParkAfterMs = 1000;
+constexpr uint64_t kRetryStartMs = 1000;
+enum BackgroundState : int { kBgNone = 0, kBgRunning = 1, kBgParked = 2 };
+std::atomic<int> g_bg_state{kBgNone};
+std::atomic<uint64_t> g_bg_retry_at_ms{0};  // no start before (after a failed one)
 bool g_constructed = false;
+
+// Whether the purger has work left, each part read under its owner's lock
+// (see "Parking").
+bool PurgerHasWork() {
+  if (g_heap.pages.HoldsResidentFree() || g_heap.large.HoldsCached()) return true;
+  for (size_t c = 1; c < kNumClasses; ++c) {
+    if (g_heap.central[c].HoldsTransfer()) return true;
+  }
+  return false;
+}
+
+// Parks the purger until a free wakes it, or returns at once if work came
+// in meanwhile.
+void ParkPurger() {
+  g_bg_state.store(kBgParked, std::memory_order_seq_cst);
+  if (PurgerHasWork()) {
+    int expected = kBgParked;  // a waker may have set kBgRunning already: fine
+    g_bg_state.compare_exchange_strong(expected, kBgRunning, std::memory_order_acq_rel);
+    return;
+  }
+  while (g_bg_state.load(std::memory_order_acquire) == kBgParked) {
+    RealOs::WaitWhileEquals(&g_bg_state, kBgParked);
+  }
+}
 
 STRATA_COLD void* BackgroundMain(void*) {
   int64_t decay = g_heap.options.decay_ms;
   int64_t period = decay / 4 > 10 ? decay / 4 : 10;
+  const int64_t idle_passes_to_park = kParkAfterMs / period > 2 ? kParkAfterMs / period : 2;
   struct timespec ts = {time_t(period / 1000), long(period % 1000) * 1000000L};
+  int64_t idle_passes = 0;
   for (;;) {
     nanosleep(&ts, nullptr);
     for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].DrainIdle(false);
     g_heap.pages.ReleaseIdle();
     g_heap.large.PurgeIdle(RealOs::NowMs());
+    if (PurgerHasWork()) {
+      idle_passes = 0;
+    } else if (++idle_passes >= idle_passes_to_park) {
+      ParkPurger();
+      idle_passes = 0;
+    }
   }
   return nullptr;
 }
 
 STRATA_COLD void StartBackground() {
-  int expected = 0;
-  if (!g_bg_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return;
-  if (!RealOs::StartThread(BackgroundMain, 64 << 10)) g_bg_state.store(2, std::memory_order_release);
+  const uint64_t retry_at = g_bg_retry_at_ms.load(std::memory_order_relaxed);
+  if (retry_at != 0 && RealOs::NowMs() < retry_at) return;
+  int expected = kBgNone;
+  if (!g_bg_state.compare_exchange_strong(expected, kBgRunning, std::memory_order_acq_rel)) return;
+  if (!RealOs::StartThread(BackgroundMain, 64 << 10)) {
+    g_bg_retry_at_ms.store(RealOs::NowMs() + kRetryStartMs, std::memory_order_relaxed);
+    g_bg_state.store(kBgNone, std::memory_order_release);
+  }
 }
 
-// Called where memory may have gone back to the page heap and no lock is
-// held.
+STRATA_COLD void WakePurger() {
+  int expected = kBgParked;
+  if (g_bg_state.compare_exchange_strong(expected, kBgRunning, std::memory_order_acq_rel)) {
+    RealOs::Wake(&g_bg_state);
+  }
+}
+
+// A malloc slow path that may have given memory back (a thread cache's
+// periodic collection empties spans) wakes a parked purger; it starts none.
+STRATA_INLINE void WakeIfParked() {
+  if (STRATA_UNLIKELY(g_bg_state.load(std::memory_order_relaxed) == kBgParked)) WakePurger();
+}
+
+// Called where memory may have gone back to the page heap, the large cache
+// or a transfer cache, with no lock held: starts the purger, or wakes it.
 STRATA_INLINE void MaybeStartBackground() {
-  if (STRATA_UNLIKELY(g_bg_state.load(std::memory_order_relaxed) == 0) && g_constructed &&
-      g_heap.options.background != 0 && g_heap.options.decay_ms > 0 &&
+  const int state = g_bg_state.load(std::memory_order_relaxed);
+  if (STRATA_LIKELY(state == kBgRunning)) return;
+  if (state == kBgParked) return WakePurger();
+  if (g_constructed && g_heap.options.background != 0 && g_heap.options.decay_ms > 0 &&
       g_heap.peak.peak() >= kBackgroundFromBytes) {
     StartBackground();
   }
@@ -235,9 +308,12 @@ void ThreadExit(void* arg) {
   // lists; mallocs find empty lists and are served directly.
   tc->state = CacheState::kDead;
   tc->Disable();
-  LockGuard g(g_registry_lock);
-  Unregister(tc);
-  NoteThreads(g_threads);
+  {
+    LockGuard g(g_registry_lock);
+    Unregister(tc);
+    NoteThreads(g_threads);
+  }
+  MaybeStartBackground();  // what it held may have emptied spans
 }
 
 bool ReclaimAddressSpace();
@@ -339,6 +415,7 @@ STRATA_COLD void FreeChecked(void* p, size_t cls) {
     const char* why = nullptr;
     if (!g_heap.pages.Check(&why)) Fatalf("heap corruption detected by the page heap check: %s", why);
   }
+  MaybeStartBackground();
 }
 
 // Everything free goes back to the OS now: the calling thread's cache (its
@@ -534,6 +611,7 @@ void* MallocSlow(size_t cls, size_t size) {
   if (STRATA_LIKELY(tc.state == CacheState::kActive)) {
     void* p = RetryAfterReclaim([&] { return tc.Refill(cls, size, g_heap); });
     ExchangeForPages();
+    WakeIfParked();
     return p;
   }
   if (tc.state == CacheState::kUninit) {
@@ -569,13 +647,17 @@ void FreeUnchecked(void* p) {
   // No cache (set-up in progress, or the thread is exiting): straight to
   // the central list.
   g_heap.central[cls].InsertRange(p, 1);
+  MaybeStartBackground();
 }
 
 void FreeSlow(void* p) {
   if (p == nullptr || InBoot(p)) return;
   Span* s = WholeSpanOf(p);
   if (s == nullptr) {
-    if (const Span* m = MixedSpanOf(p)) return FreeMixed(p, m);
+    if (const Span* m = MixedSpanOf(p)) {
+      FreeMixed(p, m);
+      return MaybeStartBackground();
+    }
     InvalidPointer("free", p);
   }
   if (s->state == SpanState::kLarge) {
@@ -795,7 +877,7 @@ void ForkChild() {
   // Only the forking thread exists in the child; it holds every lock. The
   // background purger did not survive the fork: let the child start its own.
   ForkParent();
-  if (g_bg_state.load(std::memory_order_relaxed) == 1) g_bg_state.store(0, std::memory_order_relaxed);
+  g_bg_state.store(kBgNone, std::memory_order_relaxed);
   // Nor did the other threads. Their caches leave the registry:
   //  - glibc gives their stacks, and the TLS in them, to the child's next
   //    threads, whose caches would then be linked into the registry a

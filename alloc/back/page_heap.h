@@ -115,6 +115,18 @@ class PageHeap {
     LockGuard g(lock_);
     return ReleaseIdleLocked(now);
   }
+  // Whether a free block still has resident pages: what the background
+  // purger may yet give back. Walks the free lists (the purger's pace, not
+  // an allocation path's).
+  bool HoldsResidentFree() {
+    LockGuard g(lock_);
+    for (unsigned k = 0; k < kNumOrders; ++k) {
+      for (Span* s = free_[k].head; s != nullptr; s = s->next) {
+        if (s->clean_pages != s->pages().n) return true;
+      }
+    }
+    return false;
+  }
   // Release every free page now. Returns bytes newly released.
   size_t ReleaseAll() {
     LockGuard g(lock_);

@@ -219,6 +219,12 @@ class LargeHeap {
     return st;
   }
 
+  // Whether freed mappings wait in the cache (for PurgeIdle to unmap).
+  bool HoldsCached() {
+    LockGuard g(lock_);
+    return cache_n_ != 0;
+  }
+
   SpinLock& lock() { return lock_; }
 
  private:

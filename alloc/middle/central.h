@@ -297,6 +297,12 @@ class CentralList {
     }
   }
 
+  // Whether batches wait in the transfer cache (for DrainIdle).
+  bool HoldsTransfer() {
+    LockGuard g(lock_);
+    return transfer_n_ != 0;
+  }
+
   // Gives every empty span back to the page heap (malloc_trim).
   void ReleaseEmpty() {
     DrainIdle(true);

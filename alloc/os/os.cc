@@ -8,7 +8,9 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -166,6 +168,21 @@ bool RealOs::StartThread(void* (*fn)(void*), size_t stack_bytes) {
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return ok;
+}
+
+// The word's address is all the kernel needs: std::atomic<int> is an int.
+static_assert(sizeof(std::atomic<int>) == sizeof(int));
+
+void RealOs::WaitWhileEquals(std::atomic<int>* word, int expected) {
+  const int saved = errno;  // EAGAIN or EINTR must not reach the program
+  syscall(SYS_futex, reinterpret_cast<int*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+  errno = saved;
+}
+
+void RealOs::Wake(std::atomic<int>* word) {
+  const int saved = errno;
+  syscall(SYS_futex, reinterpret_cast<int*>(word), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  errno = saved;
 }
 
 }  // namespace strata

@@ -11,6 +11,8 @@
 // (tests/unit/fake_os.h). RealOs is stateless; its functions are static.
 #pragma once
 
+#include <atomic>
+
 #include "alloc/base.h"
 
 namespace strata {
@@ -63,6 +65,11 @@ struct RealOs {
   // expects to run in one of its threads. The caller's mask is restored.
   // False if the thread could not be created.
   static bool StartThread(void* (*fn)(void*), size_t stack_bytes);
+  // Sleeps while *word == expected (a private futex), with no timeout;
+  // returns at once if it differs, and may return early (a signal, a
+  // spurious wake-up): callers loop. Wake wakes one thread sleeping on it.
+  static void WaitWhileEquals(std::atomic<int>* word, int expected);
+  static void Wake(std::atomic<int>* word);
 };
 
 // Fatal error: writes "strata: <msg>\n" to stderr without allocating and

@@ -16,6 +16,10 @@
  *           stays live (and must stay intact); calloc of the purged sizes
  *           gives zeroes; after everything is purged, malloc'd memory takes
  *           and keeps a pattern.
+ *   park    once everything freed went back, the purger stops waking (it
+ *           sleeps until a free wakes it: an idle program is not woken by
+ *           its allocator); a second round of frees wakes it, it gives that
+ *           memory back too, and sleeps again.
  *
  * What "resident" means, measured without allocating:
  *   - the program's effective resident set: Rss - LazyFree from
@@ -36,9 +40,11 @@
 #define _GNU_SOURCE
 #include "purge_common.h"
 
+#include <dirent.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 /* ---- 1 and 2: an idle program gets its memory back ---- */
@@ -63,6 +69,106 @@ static int run_idle(const char *name, size_t small, size_t nlarge,
          "expected the main thread and the background purger, "
          "/proc/self/status says Threads: %ld",
          th);
+  return shim_finish();
+}
+
+/* ---- 6: the purger sleeps while there is nothing to give back ---- */
+
+/* The thread of this process that is not the main one (strata's purger),
+ * or 0. */
+static long other_tid(void) {
+  long self = (long)getpid(), found = 0;
+  /* getdents64 rather than opendir, which allocates. */
+  int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  char buf[4096] __attribute__((aligned(8)));
+  for (;;) {
+    long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
+    if (n <= 0)
+      break;
+    for (long off = 0; off < n;) {
+      const struct dirent64 *d = (const struct dirent64 *)(buf + off);
+      long tid = strtol(d->d_name, NULL, 10);
+      if (tid > 0 && tid != self)
+        found = tid;
+      off += d->d_reclen;
+    }
+  }
+  close(fd);
+  return found;
+}
+
+/* How often thread `tid` has gone to sleep (voluntary context switches),
+ * or -1. */
+static long long sleeps_of(long tid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%ld/status", tid);
+  if (read_proc(path) <= 0)
+    return -1;
+  return proc_field("voluntary_ctxt_switches");
+}
+
+/* Waits (hang guard: kDeadlineMs) until thread `tid` has not woken for a
+ * whole second; returns the ms it took, or -1. A purger that keeps its
+ * period wakes 4 times per decay time (here 20 times a second). */
+static long long wait_parked(long tid, const char *what) {
+  uint64_t t0 = now_ms();
+  long long last = sleeps_of(tid);
+  uint64_t still_since = now_ms();
+  while (now_ms() - t0 < kDeadlineMs) {
+    sleep_ms(100);
+    long long n = sleeps_of(tid);
+    if (n != last) {
+      last = n;
+      still_since = now_ms();
+    } else if (now_ms() - still_since >= 1000) {
+      printf("%s: %s: the purger sleeps for good %llu ms after the memory "
+             "went back (%lld wake-ups in all)\n",
+             g_name, what, (unsigned long long)(still_since - t0), n);
+      fflush(stdout);
+      return (long long)(still_since - t0);
+    }
+  }
+  return -1;
+}
+
+static int run_park(void) {
+  setup("purge_park", VEC_PAGES);
+  require_background();
+  for (int round = 0; round < 2; round++) {
+    const char *what = round == 0 ? "first round" : "after waking";
+    struct objset s;
+    set_init(&s, MAX_OBJECTS);
+    struct sample base, full, after;
+    take(&base, NULL);
+    set_alloc(&s, SMALL_BYTES / 4, 2, 4 << 20, 0x51ed2701u + (uint64_t)round);
+    set_compute_pages(&s);
+    take(&full, &s);
+    long long before = -1;
+    long tid = other_tid();
+    if (round == 1) {
+      CHECKF(tid != 0, "%s: the purger's thread is gone", what);
+      before = sleeps_of(tid);
+    }
+    set_free(&s);
+    /* An idle program: only the purger can give this back. */
+    wait_returned(what, &full, full.rss - base.rss, &s, &after);
+    tid = other_tid();
+    CHECKF(tid != 0, "%s: no purger thread (Threads: %ld)", what,
+           proc_threads());
+    if (tid == 0)
+      break;
+    if (round == 1)
+      CHECKF(sleeps_of(tid) > before,
+             "%s: the parked purger gave memory back without waking "
+             "(%lld wake-ups before, %lld after)",
+             what, before, sleeps_of(tid));
+    CHECKF(wait_parked(tid, what) >= 0,
+           "%s: the purger still wakes every period %llu ms after there "
+           "was nothing left to give back (%lld wake-ups)",
+           what, (unsigned long long)kDeadlineMs, sleeps_of(tid));
+  }
   return shim_finish();
 }
 
@@ -359,8 +465,10 @@ int main(int argc, char **argv) {
     return run_fork();
   if (strcmp(mode, "reuse") == 0)
     return run_reuse();
+  if (strcmp(mode, "park") == 0)
+    return run_park();
   fprintf(stderr,
-          "usage: %s small|large|trim|fork|reuse (under "
+          "usage: %s small|large|trim|fork|reuse|park (under "
           "LD_PRELOAD=libstrata.so)\n",
           argv[0]);
   return 2;

@@ -359,7 +359,9 @@ TEST_F(CentralTest, TransferCacheKeepsBatchesUpToItsCapacityAndDrainsWhenIdle) {
   std::vector<std::vector<void*>> batches;
   for (size_t i = 0; i <= cap; ++i) batches.push_back(Take(c, batch));
   for (const auto& b : batches) ASSERT_TRUE(ObjectsOk(h, cls_, b));
+  EXPECT_FALSE(c.HoldsTransfer());
   for (const auto& b : batches) GiveWithTail(c, b);
+  EXPECT_TRUE(c.HoldsTransfer()) << "work left for the purger";
   CentralStats st = c.Stats();
   EXPECT_EQ(st.transfer_objects, cap * size_t(batch)) << "full: the last batch went to its spans";
   EXPECT_EQ(st.objects_out, 0u);
@@ -377,6 +379,7 @@ TEST_F(CentralTest, TransferCacheKeepsBatchesUpToItsCapacityAndDrainsWhenIdle) {
   c.DrainIdle(false);
   EXPECT_EQ(c.Stats().transfer_objects, size_t(batch));
   c.DrainIdle(false);
+  EXPECT_FALSE(c.HoldsTransfer());
   st = c.Stats();
   EXPECT_EQ(st.transfer_objects, 0u);
   EXPECT_EQ(st.objects_out, (cap - 1) * size_t(batch));

@@ -615,11 +615,14 @@ TEST_F(LargeCacheTest, AMappingThatCannotGrowIsDroppedAndANewOneMapped) {
 
 TEST_F(LargeCacheTest, IdleMappingsAreUnmappedAfterTheDecayTime) {
   void* p = large.Alloc(kMiB, kPageSize);
+  EXPECT_FALSE(large.HoldsCached());
   large.Free(SpanAt(p), os.now_ms);
+  EXPECT_TRUE(large.HoldsCached()) << "work left for the purger";
   size_t unmaps = os.unmaps;
   EXPECT_EQ(large.PurgeIdle(os.now_ms + 999), 0u);
   EXPECT_EQ(os.unmaps, unmaps);
   EXPECT_EQ(large.PurgeIdle(os.now_ms + 1000), kMiB);
+  EXPECT_FALSE(large.HoldsCached());
   EXPECT_EQ(os.unmaps, unmaps + 1);
   EXPECT_EQ(SpanAt(p), nullptr) << "forgotten once unmapped";
   EXPECT_EQ(large.Stats().cached_bytes, 0u);

@@ -539,11 +539,13 @@ TEST_F(PageHeapDecay, IdleBlocksAreReleasedAfterTheDecayTimeAndNotBefore) {
   Span* keep = h.heap.Alloc(Order{4}, SpanState::kSmall, 2);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(keep, nullptr);
+  EXPECT_FALSE(h.heap.HoldsResidentFree()) << "the rest of the chunk was never touched";
   const uint64_t t = h.os.now_ms;
   h.heap.Free(a);
   EXPECT_EQ(h.os.releases, 0u);
   PageHeapStats st = h.heap.Stats();
   EXPECT_EQ(st.free_pages - st.released_pages, 16u) << "the freed block is resident";
+  EXPECT_TRUE(h.heap.HoldsResidentFree()) << "work left for the purger";
 
   h.os.now_ms = t + kDecay - 1;
   EXPECT_EQ(h.heap.ReleaseIdle(), 0u);
@@ -556,10 +558,12 @@ TEST_F(PageHeapDecay, IdleBlocksAreReleasedAfterTheDecayTimeAndNotBefore) {
   st = h.heap.Stats();
   EXPECT_EQ(st.released_pages, st.free_pages);
   EXPECT_EQ(st.released_bytes_total, 16 * kPageSize);
+  EXPECT_FALSE(h.heap.HoldsResidentFree()) << "nothing left for the purger";
   EXPECT_EQ(h.heap.ReleaseIdle(), 0u) << "nothing is released twice";
   EXPECT_EQ(h.heap.ReleaseAll(), 0u);
   EXPECT_TRUE(h.Checked());
   h.heap.Free(keep);
+  EXPECT_TRUE(h.heap.HoldsResidentFree());
 }
 
 TEST_F(PageHeapDecay, FreeReleasesOtherIdleBlocksOnItsWay) {
