@@ -78,6 +78,8 @@ constexpr uint64_t kRetryStartMs = 1000;
 enum BackgroundState : int { kBgNone = 0, kBgRunning = 1, kBgParked = 2 };
 std::atomic<int> g_bg_state{kBgNone};
 std::atomic<uint64_t> g_bg_retry_at_ms{0};  // no start before (after a failed one)
+std::atomic<uint64_t> g_bg_passes{0};  // for the statistics
+std::atomic<uint64_t> g_bg_parks{0};
 bool g_constructed = false;
 
 // Whether the purger has work left, each part read under its owner's lock
@@ -99,6 +101,7 @@ void ParkPurger() {
     g_bg_state.compare_exchange_strong(expected, kBgRunning, std::memory_order_acq_rel);
     return;
   }
+  g_bg_parks.fetch_add(1, std::memory_order_relaxed);
   while (g_bg_state.load(std::memory_order_acquire) == kBgParked) {
     RealOs::WaitWhileEquals(&g_bg_state, kBgParked);
   }
@@ -115,6 +118,7 @@ STRATA_COLD void* BackgroundMain(void*) {
     for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].DrainIdle(false);
     g_heap.pages.ReleaseIdle();
     g_heap.large.PurgeIdle(RealOs::NowMs());
+    g_bg_passes.fetch_add(1, std::memory_order_relaxed);
     if (PurgerHasWork()) {
       idle_passes = 0;
     } else if (++idle_passes >= idle_passes_to_park) {
@@ -935,6 +939,14 @@ STRATA_COLD void TakeSnapshot(Snapshot* snap) {
   snap->resident_bytes = RealOs::ResidentBytes();
   snap->time_ms = RealOs::NowMs();
   snap->options = &g_heap.options;
+  if (g_heap.options.background != 0 && g_heap.options.decay_ms > 0) {
+    const int bg = g_bg_state.load(std::memory_order_relaxed);
+    snap->purger_state = bg == kBgRunning  ? PurgerState::kRunning
+                         : bg == kBgParked ? PurgerState::kParked
+                                           : PurgerState::kNotStarted;
+  }
+  snap->purger_passes = g_bg_passes.load(std::memory_order_relaxed);
+  snap->purger_parks = g_bg_parks.load(std::memory_order_relaxed);
   Finish(snap);
   // The tracker hears of each class's objects out in steps (CentralList::
   // CountOutLocked); the snapshot counts them exactly, thread caches

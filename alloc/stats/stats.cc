@@ -244,6 +244,11 @@ size_t WriteJson(const Snapshot& s, char* buf, size_t len) {
   j.U("cached", s.large.cached);
   j.U("cached_bytes", s.large.cached_bytes);
   j.Close('}');
+  j.Open("purger", '{');
+  j.S("state", PurgerStateName(s.purger_state));
+  j.U("passes", s.purger_passes);
+  j.U("parks", s.purger_parks);
+  j.Close('}');
   j.Open("fragmentation", '{');
   j.F("internal", s.internal_fragmentation);
   j.F("external", s.external_fragmentation);
@@ -251,6 +256,16 @@ size_t WriteJson(const Snapshot& s, char* buf, size_t len) {
   out.Str("}\n");
   out.CStr();
   return out.needed();
+}
+
+const char* PurgerStateName(PurgerState s) {
+  switch (s) {
+    case PurgerState::kOff: return "off";
+    case PurgerState::kNotStarted: return "not_started";
+    case PurgerState::kRunning: return "running";
+    case PurgerState::kParked: return "parked";
+  }
+  return "?";
 }
 
 size_t WriteText(const Snapshot& s, char* buf, size_t len) {
@@ -309,6 +324,9 @@ size_t WriteText(const Snapshot& s, char* buf, size_t len) {
   out.Str(", cache hits "); out.U64(s.large.cache_hits);
   out.Str(", cached "); out.U64(s.large.cached); out.Str(" ("); Bytes(out, s.large.cached_bytes, 0);
   out.Str(")\n");
+  out.Str("  background purger: "); out.Str(PurgerStateName(s.purger_state));
+  out.Str(", passes "); out.U64(s.purger_passes);
+  out.Str(", parks "); out.U64(s.purger_parks); out.Put('\n');
   out.Str("  fragmentation: internal "); out.Fixed(s.internal_fragmentation * 100, 1);
   out.Str("% (class rounding), external "); out.Fixed(s.external_fragmentation * 100, 1);
   out.Str("% (free pages the largest free block cannot serve)\n");

@@ -23,6 +23,9 @@ struct ThreadTotals {
   void Add(const ThreadCache<Heap>& tc);
 };
 
+enum class PurgerState : uint8_t { kOff, kNotStarted, kRunning, kParked };
+const char* PurgerStateName(PurgerState s);
+
 struct ClassRow {
   uint64_t size, allocs, frees, live, spans, cached, requested;
 };
@@ -43,6 +46,11 @@ struct Snapshot {
   uint64_t peak_allocated_bytes = 0;
   uint64_t time_ms = 0;
   const Options* options = nullptr;
+  // The background purger (alloc/strata.cc): its state, passes made, and
+  // times it parked (slept with nothing left to give back).
+  PurgerState purger_state = PurgerState::kOff;
+  uint64_t purger_passes = 0;
+  uint64_t purger_parks = 0;
 
   // Derived by Finish().
   uint64_t small_live_bytes = 0;   // class size x live objects

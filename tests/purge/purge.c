@@ -168,6 +168,18 @@ static int run_park(void) {
            "%s: the purger still wakes every period %llu ms after there "
            "was nothing left to give back (%lld wake-ups)",
            what, (unsigned long long)kDeadlineMs, sleeps_of(tid));
+    /* The statistics say so too. */
+    static char doc[1 << 16];
+    size_t need = shim_stats_json(doc, sizeof doc);
+    CHECKF(need < sizeof doc, "%s: strata_stats_json needs %zu bytes", what,
+           need);
+    const char *purger = strstr(doc, "\"purger\":");
+    CHECKF(purger && strstr(purger, "\"state\":\"parked\""),
+           "%s: the statistics' purger object is not parked: %.80s", what,
+           purger ? purger : "(none)");
+    CHECKF(shim_json_number(purger, "parks") >= round + 1,
+           "%s: the statistics count %lld parks, expected at least %d", what,
+           shim_json_number(purger, "parks"), round + 1);
   }
   return shim_finish();
 }

@@ -203,5 +203,27 @@ TEST(Stats, JsonReportsTheLengthItNeeds) {
   EXPECT_EQ(strlen(small), sizeof small - 1);  // truncated, still terminated
 }
 
+// The purger's state in both reports. This test program holds little, so
+// it has not started (the default options run one once 8 MiB were held).
+TEST(Stats, ThePurgersStateIsReported) {
+  static char buf[256 * 1024];
+  ASSERT_LT(strata_stats_json(buf, sizeof buf), sizeof buf);
+  const char* purger = strstr(buf, "\"purger\":{\"state\":\"");
+  ASSERT_NE(purger, nullptr) << buf;
+  EXPECT_NE(strstr(purger, "\"passes\":"), nullptr);
+  EXPECT_NE(strstr(purger, "\"parks\":"), nullptr);
+  Snapshot s;
+  TakeSnapshot(&s);
+  if (s.purger_state == PurgerState::kNotStarted) {
+    EXPECT_EQ(s.purger_passes, 0u);
+    EXPECT_EQ(strncmp(purger + strlen("\"purger\":{\"state\":\""), "not_started\"", 12), 0);
+  }
+  WriteText(s, buf, sizeof buf);
+  EXPECT_NE(strstr(buf, "background purger: "), nullptr) << buf;
+  EXPECT_STREQ(PurgerStateName(PurgerState::kOff), "off");
+  EXPECT_STREQ(PurgerStateName(PurgerState::kParked), "parked");
+  EXPECT_STREQ(PurgerStateName(PurgerState::kRunning), "running");
+}
+
 }  // namespace
 }  // namespace strata
