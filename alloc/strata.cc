@@ -495,6 +495,18 @@ void* LargeAlloc(size_t size, size_t align, size_t* dirty) {
   return p;
 }
 
+std::atomic<const ForeignAllocator*> g_foreign{nullptr};  // SetForeignAllocator
+
+// realloc of a foreign block: moved into a block of strata's.
+STRATA_COLD void* ReallocForeign(const ForeignAllocator* f, void* p, size_t size) {
+  void* q = Malloc(size);
+  if (q == nullptr) return nullptr;  // p is intact
+  const size_t old_size = f->usable_size(p);
+  memcpy(q, p, old_size < size ? old_size : size);
+  f->free(p);
+  return q;
+}
+
 [[noreturn]] STRATA_COLD void InvalidPointer(const char* op, const void* p) {
   Fatalf("%s(): invalid pointer %p: not a block allocated by strata (foreign, interior, or already freed)",
          op, p);
@@ -662,6 +674,7 @@ void FreeSlow(void* p) {
       FreeMixed(p, m);
       return MaybeStartBackground();
     }
+    if (const ForeignAllocator* f = g_foreign.load(std::memory_order_acquire)) return f->free(p);
     InvalidPointer("free", p);
   }
   if (s->state == SpanState::kLarge) {
@@ -705,6 +718,9 @@ size_t UsableSize(const void* p) {
   Span* s = WholeSpanOf(p);
   if (s == nullptr) {
     if (const Span* m = MixedSpanOf(p)) return MixedObjectBytes("malloc_usable_size", p, m);
+    if (const ForeignAllocator* f = g_foreign.load(std::memory_order_acquire)) {
+      return f->usable_size(const_cast<void*>(p));
+    }
     InvalidPointer("malloc_usable_size", p);
   }
   return s->bytes;
@@ -750,7 +766,12 @@ void* Realloc(void* p, size_t size) {
     // Not a block of its own: an object of a mixed span (a small object
     // like any other), or not ours.
     const Span* m = MixedSpanOf(p);
-    if (m == nullptr) InvalidPointer("realloc", p);
+    if (m == nullptr) {
+      if (const ForeignAllocator* f = g_foreign.load(std::memory_order_acquire)) {
+        return ReallocForeign(f, p, size);
+      }
+      InvalidPointer("realloc", p);
+    }
     old_size = MixedObjectBytes("realloc", p, m);
     cls = SizeToClass(old_size);
     if (p == t_cache.lists[cls].head) {
@@ -843,6 +864,8 @@ void BadSmallFree(const char* op, void* p, size_t cls) {
   Fatalf("%s(): %p was already freed (use after free; size class %zu, %u bytes)", op, p, cls,
          unsigned(Info(cls).size));
 }
+
+void SetForeignAllocator(const ForeignAllocator* f) { g_foreign.store(f, std::memory_order_release); }
 
 bool Owns(const void* p) {
   if (p == nullptr) return false;

@@ -153,4 +153,15 @@ bool EnsureInit();
 // small object). For the shim's foreign-pointer policy and tests.
 bool Owns(const void* p);
 
+// Another allocator whose blocks may reach free, realloc and
+// malloc_usable_size: glibc's, once a library was loaded with
+// RTLD_DEEPBIND (shim/deepbind.cc). Until the shim sets it, a pointer
+// strata does not own is a fatal error; after, it goes to these (and a
+// pointer that is neither strata's nor glibc's gets glibc's diagnosis).
+struct ForeignAllocator {
+  void (*free)(void*);
+  size_t (*usable_size)(void*);
+};
+void SetForeignAllocator(const ForeignAllocator* f);
+
 }  // namespace strata
