@@ -383,10 +383,10 @@ void CheckLiveSmall(const char* op, void* p, size_t cls) {
 }
 
 // The marker a freed object carries: it names the object, its class and
-// its span's generation, so that fill left on recycled pages by an earlier
-// life of the same pages (or by another class or place) does not count;
-// such pages may also have been returned to the OS in part and come back
-// zeroed.
+// its span's life (NewSpanGeneration, unique across classes), so that fill
+// left on recycled pages by an earlier life of the same pages (or by
+// another class or place) does not count; such pages may also have been
+// returned to the OS in part and come back zeroed.
 uint64_t FreedMarker(void* p, size_t cls) {
   return kFreedMarker ^ uintptr_t(p) ^ cls ^ (uint64_t(g_heap.map.SpanOf(uintptr_t(p))->generation) << 32);
 }

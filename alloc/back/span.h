@@ -14,6 +14,7 @@
 // bump and bytes share a word: no span is both small and large.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <type_traits>
 
@@ -45,7 +46,7 @@ struct Span {
   uint64_t free_since_ms = 0; // kFree, kLargeCached: when it became free (decay)
   uint32_t used = 0;          // kSmall: objects out of the span
   uint32_t clean_pages = 0;   // kFree: pages known not resident
-  uint32_t generation = 0;    // kSmall: numbers the spans of a class (checking mode's free marker)
+  uint32_t generation = 0;    // kSmall, kMixed: this life of the span (NewSpanGeneration)
   uint8_t order = 0;
   SpanState state = SpanState::kNone;
   uint8_t cls = 0;
@@ -93,5 +94,19 @@ struct SpanList {
     return s;
   }
 };
+
+// A number for each life of a span of small objects, unique across classes
+// (until it wraps at 2^32): a new span of a class, and a span handed to the
+// mixed pool, get a new one. Checking mode's free marker includes it
+// (FreedMarker, alloc/strata.cc), so that a marker an earlier life left in
+// memory never matches a later one's, even when a program overwrote part
+// of it in between. (Numbered per class, a 32-byte span and an 80-byte span
+// shared numbers: a Lua string whose tag byte turned the old marker's class
+// bits from 2 into 5 made a fresh 80-byte object look freed, and checking
+// mode stopped the program with a false "write after free".)
+inline uint32_t NewSpanGeneration() {
+  static constinit std::atomic<uint32_t> lives{0};
+  return lives.fetch_add(1, std::memory_order_relaxed) + 1;
+}
 
 }  // namespace strata

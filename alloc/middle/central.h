@@ -508,6 +508,9 @@ class CentralList {
       ListPartial(s);
       return false;
     }
+    // A new life: markers freed objects of the class left in it no longer
+    // count (carved objects of other sizes may overlap them from now on).
+    s->generation = NewSpanGeneration();
     --spans_;
     ++spans_mixed_;
     mixed_objects_ += used;
@@ -523,7 +526,8 @@ class CentralList {
     if (s == nullptr) return nullptr;
     s->bump = s->start;
     s->on_list = 0;
-    s->generation = uint32_t(++span_allocs_);
+    ++span_allocs_;
+    s->generation = NewSpanGeneration();
     ++spans_;
     return s;
   }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <random>
 #include <set>
@@ -319,6 +320,40 @@ class MixedCentralTest : public ::testing::Test {
   Central lists[kNumClasses];
   std::unique_ptr<void*[]> transfer[kNumClasses];
 };
+
+// Checking mode's free marker names the span's life (FreedMarker in
+// alloc/strata.cc): spans of different classes never share one, and a span
+// handed to the pool starts a new one.
+TEST_F(MixedCentralTest, EveryLifeOfASpanHasItsOwnGeneration) {
+  std::set<uint32_t> lives;
+  size_t spans = 0;
+  for (size_t size : {kSmall, kOther}) {
+    std::set<Span*> seen;
+    for (void* o : Take(size, 20 * kPageSize / size)) {
+      Span* s = h.map->SpanOf(uintptr_t(o));
+      if (seen.insert(s).second) lives.insert(s->generation);
+    }
+    spans += seen.size();
+  }
+  EXPECT_EQ(lives.size(), spans) << "a generation shared by two spans";
+  EXPECT_EQ(lives.count(0u), 0u);
+
+  std::vector<void*> small = Take(kSmall, (size_t{8} << 20) / kSmall);  // over MixedPool::kMinFreeBytes
+  std::map<Span*, uint32_t> before;
+  for (void* o : small) before.emplace(h.map->SpanOf(uintptr_t(o)), h.map->SpanOf(uintptr_t(o))->generation);
+  for (size_t i = 0; i < small.size(); ++i) {
+    if (i % 8 != 0) Give(kSmall, small[i]);
+  }
+  size_t adopted = 0;
+  for (const auto& [s, generation] : before) {
+    if (s->LoadState() != SpanState::kMixed) continue;
+    ++adopted;
+    EXPECT_NE(s->generation, generation) << "adopted, the span keeps its old life";
+    EXPECT_EQ(lives.count(s->generation), 0u);
+  }
+  EXPECT_GT(adopted, 0u);
+  EXPECT_TRUE(Checked());
+}
 
 TEST_F(MixedCentralTest, SparseSpansOfAClassWithRoomServeAnotherSize) {
   // 16 MiB of 64-byte objects, 90% freed at random, then 200-byte objects:
