@@ -46,9 +46,9 @@ void* Memalign(size_t align, size_t size) {
 
 extern "C" {
 
-STRATA_EXPORT void* malloc(size_t size) __THROW { return strata::Malloc<ErrnoSlowPaths>(size); }
+STRATA_EXPORT_HOT void* malloc(size_t size) __THROW { return strata::Malloc<ErrnoSlowPaths>(size); }
 
-STRATA_EXPORT void free(void* p) __THROW { strata::Free(p); }
+STRATA_EXPORT_HOT void free(void* p) __THROW { strata::Free(p); }
 
 STRATA_EXPORT void cfree(void* p) __THROW { strata::Free(p); }
 

@@ -60,8 +60,8 @@ STRATA_INLINE size_t Align(std::align_val_t a) {
 
 }  // namespace
 
-STRATA_EXPORT void* operator new(size_t size) { return New(size); }
-STRATA_EXPORT void* operator new[](size_t size) { return New(size); }
+STRATA_EXPORT_HOT void* operator new(size_t size) { return New(size); }
+STRATA_EXPORT_HOT void* operator new[](size_t size) { return New(size); }
 STRATA_EXPORT void* operator new(size_t size, const std::nothrow_t&) noexcept { return NewNothrow(size); }
 STRATA_EXPORT void* operator new[](size_t size, const std::nothrow_t&) noexcept { return NewNothrow(size); }
 
@@ -74,11 +74,11 @@ STRATA_EXPORT void* operator new[](size_t size, std::align_val_t a, const std::n
   return NewSlow(size, Align(a), true);
 }
 
-STRATA_EXPORT void operator delete(void* p) noexcept { strata::Free(p); }
+STRATA_EXPORT_HOT void operator delete(void* p) noexcept { strata::Free(p); }
 STRATA_EXPORT void operator delete[](void* p) noexcept { strata::Free(p); }
 STRATA_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { strata::Free(p); }
 STRATA_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { strata::Free(p); }
-STRATA_EXPORT void operator delete(void* p, size_t size) noexcept { strata::FreeSized(p, size); }
+STRATA_EXPORT_HOT void operator delete(void* p, size_t size) noexcept { strata::FreeSized(p, size); }
 STRATA_EXPORT void operator delete[](void* p, size_t size) noexcept { strata::FreeSized(p, size); }
 
 STRATA_EXPORT void operator delete(void* p, std::align_val_t) noexcept { strata::Free(p); }
