@@ -126,29 +126,32 @@ bool Contains(const ObjectSet& set, uintptr_t base) {
 // ---- rewriting one object's bindings ----
 
 // Stores v at slot, making its page writable for the store when the object
-// has it read-only (RELRO).
+// has it read-only (RELRO, or a read-only segment), and giving the page its
+// protection back after.
 void StoreSlot(void** slot, void* v, const dl_phdr_info* info) {
   const uintptr_t a = uintptr_t(slot);
-  bool read_only = true;
+  int prot = -1;  // -1: writable as it is
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
     const uintptr_t lo = info->dlpi_addr + ph.p_vaddr, hi = lo + ph.p_memsz;
     if (a < lo || a >= hi) continue;
     if (ph.p_type == PT_GNU_RELRO) {
-      read_only = true;
+      prot = PROT_READ;
       break;
     }
-    if (ph.p_type == PT_LOAD) read_only = (ph.p_flags & PF_W) == 0;
+    if (ph.p_type == PT_LOAD && (ph.p_flags & PF_W) == 0) {
+      prot = ((ph.p_flags & PF_R) ? PROT_READ : 0) | ((ph.p_flags & PF_X) ? PROT_EXEC : 0);
+    }
   }
-  if (!read_only) {
+  if (prot < 0) {
     __atomic_store_n(slot, v, __ATOMIC_RELEASE);
     return;
   }
   const uintptr_t page = AlignDown(a, kPageSize);
   const size_t len = AlignUp(a + sizeof(void*), kPageSize) - page;
-  if (mprotect(reinterpret_cast<void*>(page), len, PROT_READ | PROT_WRITE) != 0) return;
+  if (mprotect(reinterpret_cast<void*>(page), len, prot | PROT_READ | PROT_WRITE) != 0) return;
   __atomic_store_n(slot, v, __ATOMIC_RELEASE);
-  mprotect(reinterpret_cast<void*>(page), len, PROT_READ);
+  mprotect(reinterpret_cast<void*>(page), len, prot);
 }
 
 // The dynamic section's pointers are absolute once glibc relocated the
