@@ -492,6 +492,9 @@ STRATA_INLINE void ExchangeForPages() {
 void* LargeAlloc(size_t size, size_t align, size_t* dirty) {
   void* p = RetryAfterReclaim([=] { return g_heap.large.Alloc(size, align, dirty); });
   ExchangeForLarge();
+  // A cached mapping split for this request puts its rest back in the
+  // cache: a purger that looked while it was out may have parked.
+  WakeIfParked();
   return p;
 }
 

@@ -8,7 +8,13 @@
 
 static void *g_ctor_blocks[3];
 
+/* A data word initialised to free's address, which the program changes
+ * (the constructor, here): not a binding to rewrite. */
+void deep_my_free(void *p) { free(p); }
+void (*deep_hook)(void *) = free;
+
 __attribute__((constructor)) static void deep_init(void) {
+  deep_hook = deep_my_free;
   for (int i = 0; i < 3; i++) {
     g_ctor_blocks[i] = malloc(200);
     if (g_ctor_blocks[i])
@@ -25,3 +31,4 @@ size_t deep_usable(void *p) { return malloc_usable_size(p); }
 char *deep_strdup(const char *s) { return strdup(s); } /* libc's malloc inside */
 /* The address the library's own references to free resolve to. */
 void *deep_free_address(void) { return (void *)&free; }
+void *deep_hook_value(void) { return (void *)deep_hook; }

@@ -16,6 +16,9 @@
  * 5. A bare name passed to dlopen from a library with a RUNPATH is found
  *    along that RUNPATH, with and without RTLD_DEEPBIND (the wrapper must
  *    not make dlopen search from libstrata.so's point of view).
+ * 6. What strata does leaves no trace: dlerror() is NULL after a
+ *    successful load, and a data word of the library that held free's
+ *    address and was changed by the program keeps the program's value.
  *
  * argv[1]: directory of deep_lib*.so and deep_loader.so. */
 #include "shim_check.h" /* first: it defines _GNU_SOURCE */
@@ -35,10 +38,20 @@ struct deep {
 };
 
 static int load(struct deep *d, const char *path, int flags) {
+  dlerror();
   void *h = dlopen(path, flags | RTLD_DEEPBIND);
   CHECKF(h != NULL, "dlopen(%s, RTLD_DEEPBIND): %s", path, dlerror());
   if (!h)
     return 0;
+  /* 6 */
+  const char *err = dlerror();
+  CHECKF(err == NULL, "dlerror() after a successful load: %s", err);
+  void *(*hook_value)(void) = NULL;
+  *(void **)&hook_value = dlsym(h, "deep_hook_value");
+  void *mine = dlsym(h, "deep_my_free");
+  CHECKF(hook_value && mine && hook_value() == mine,
+         "the library's own function pointer became %p (it set %p)",
+         hook_value ? hook_value() : NULL, mine);
 #define SYM(field, name) *(void **)&d->field = dlsym(h, name)
   SYM(ctor_block, "deep_ctor_block");
   SYM(malloc_, "deep_malloc");
