@@ -533,7 +533,9 @@ Span* WholeSpanOf(const void* p) {
 Span* MixedSpanOf(const void* p) {
   Span* s = g_heap.map.SpanOf(uintptr_t(p));
   std::atomic_thread_fence(std::memory_order_acquire);
-  if (s == nullptr || s->LoadState() != SpanState::kMixed) return nullptr;
+  // Acquire (besides the fence, which ThreadSanitizer does not model): the
+  // span's map, written before its state became kMixed, is read next.
+  if (s == nullptr || s->LoadStateAcquire() != SpanState::kMixed) return nullptr;
   if (uintptr_t(p) < s->start || uintptr_t(p) >= s->end()) return nullptr;
   return s;
 }

@@ -57,6 +57,11 @@ struct Span {
   SpanState LoadState() const {
     return SpanState(__atomic_load_n(reinterpret_cast<const uint8_t*>(&state), __ATOMIC_RELAXED));
   }
+  // Pairs with StoreStateRelease: what was written before it (a mixed
+  // span's map) is seen after.
+  SpanState LoadStateAcquire() const {
+    return SpanState(__atomic_load_n(reinterpret_cast<const uint8_t*>(&state), __ATOMIC_ACQUIRE));
+  }
   void StoreStateRelease(SpanState st) {
     __atomic_store_n(reinterpret_cast<uint8_t*>(&state), uint8_t(st), __ATOMIC_RELEASE);
   }
