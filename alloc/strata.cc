@@ -82,6 +82,9 @@ std::atomic<uint64_t> g_bg_passes{0};  // for the statistics
 std::atomic<uint64_t> g_bg_parks{0};
 bool g_constructed = false;
 
+// Whether the options let the purger run at all.
+bool PurgerEnabled() { return g_heap.options.background != 0 && g_heap.options.decay_ms > 0; }
+
 // Whether the purger has work left, each part read under its owner's lock
 // (see "Parking").
 bool PurgerHasWork() {
@@ -159,8 +162,7 @@ STRATA_INLINE void MaybeStartBackground() {
   const int state = g_bg_state.load(std::memory_order_relaxed);
   if (STRATA_LIKELY(state == kBgRunning)) return;
   if (state == kBgParked) return WakePurger();
-  if (g_constructed && g_heap.options.background != 0 && g_heap.options.decay_ms > 0 &&
-      g_heap.peak.peak() >= kBackgroundFromBytes) {
+  if (g_constructed && PurgerEnabled() && g_heap.peak.peak() >= kBackgroundFromBytes) {
     StartBackground();
   }
 }
@@ -967,7 +969,7 @@ STRATA_COLD void TakeSnapshot(Snapshot* snap) {
   snap->resident_bytes = RealOs::ResidentBytes();
   snap->time_ms = RealOs::NowMs();
   snap->options = &g_heap.options;
-  if (g_heap.options.background != 0 && g_heap.options.decay_ms > 0) {
+  if (PurgerEnabled()) {
     const int bg = g_bg_state.load(std::memory_order_relaxed);
     snap->purger_state = bg == kBgRunning  ? PurgerState::kRunning
                          : bg == kBgParked ? PurgerState::kParked

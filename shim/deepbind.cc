@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <string_view>
 
 #include "alloc/os/spinlock.h"
 #include "alloc/strata.h"
@@ -122,6 +123,15 @@ constexpr const char* kSymbols[] = {
     "_ZdaPvSt11align_val_t", "_ZdlPvmSt11align_val_t", "_ZdaPvmSt11align_val_t",
     "_ZdlPvSt11align_val_tRKSt9nothrow_t", "_ZdaPvSt11align_val_tRKSt9nothrow_t"};
 constexpr size_t kNumSymbols = sizeof kSymbols / sizeof kSymbols[0];
+// The entry of kSymbols named `name`, or kNumSymbols.
+constexpr size_t IndexOf(std::string_view name) {
+  size_t i = 0;
+  while (i < kNumSymbols && name != kSymbols[i]) ++i;
+  return i;
+}
+// glibc's, for the foreign blocks that reach strata.
+constexpr size_t kFree = IndexOf("free"), kUsableSize = IndexOf("malloc_usable_size");
+static_assert(kFree < kNumSymbols && kUsableSize < kNumSymbols);
 
 DlopenFn RealDlopen() { return strata_resolve_dlopen(); }
 
@@ -150,8 +160,8 @@ const Glibc* Setup() {
       found.glibc[i] = dlsym(libc, kSymbols[i]);
       found.ours[i] = dlsym(RTLD_DEFAULT, kSymbols[i]);
     }
-    found.allocator.free = reinterpret_cast<void (*)(void*)>(dlsym(libc, "free"));
-    found.allocator.usable_size = reinterpret_cast<size_t (*)(void*)>(dlsym(libc, "malloc_usable_size"));
+    found.allocator.free = reinterpret_cast<void (*)(void*)>(found.glibc[kFree]);
+    found.allocator.usable_size = reinterpret_cast<size_t (*)(void*)>(found.glibc[kUsableSize]);
     ok = found.allocator.free != nullptr && found.allocator.usable_size != nullptr;
     dlclose(libc);  // RTLD_NOLOAD took a reference
   }
@@ -289,14 +299,6 @@ bool ReadTables(const dl_phdr_info* info, Tables* t) {
   return rela && t->symtab != nullptr && t->strtab != nullptr;
 }
 
-// The entry of kSymbols named `name`, or kNumSymbols.
-size_t SymbolIndex(const char* name) {
-  for (size_t i = 0; i < kNumSymbols; ++i) {
-    if (strcmp(name, kSymbols[i]) == 0) return i;
-  }
-  return kNumSymbols;
-}
-
 struct Rebind {
   const Glibc* g;
   const Objects* pinned;
@@ -317,7 +319,7 @@ void RebindRelocations(const dl_phdr_info* info, const Tables& t, const ElfW(Rel
     if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT && type != R_X86_64_64) continue;
     const size_t sym = ELF64_R_SYM(r[k].r_info);
     if (sym == 0 || r[k].r_addend != 0 || t.symtab[sym].st_shndx != SHN_UNDEF) continue;  // its own: leave it
-    const size_t i = SymbolIndex(t.strtab + t.symtab[sym].st_name);
+    const size_t i = IndexOf(t.strtab + t.symtab[sym].st_name);
     if (i == kNumSymbols) continue;
     void* glibc = rb.g->glibc[i];
     void* ours = rb.g->ours[i];
@@ -404,40 +406,37 @@ void* strata_dlopen_deep(const char* file, int mode, const void* caller) {
   if (strchr(file, '/') == nullptr && FindForCaller(caller, file, path, sizeof path)) file = path;
   auto* before = static_cast<Objects*>(strata::Malloc(sizeof(Objects)));
   auto* added = static_cast<Objects*>(strata::Malloc(sizeof(Objects)));
-  auto* pinned = static_cast<Objects*>(strata::Malloc(sizeof(Objects)));
   if (before != nullptr) {
     before->n = 0;
     dl_iterate_phdr(RecordAll, before);
   }
   void* handle = RealDlopen()(file, mode);
-  if (handle != nullptr && before != nullptr && added != nullptr && pinned != nullptr) {
+  if (handle != nullptr && before != nullptr && added != nullptr) {
     // Loader calls only outside dl_iterate_phdr's callbacks, which run
     // under the loader's write lock (dlopen takes its locks the other way).
-    auto* rb = static_cast<Rebind*>(strata::Malloc(sizeof(Rebind)));
-    if (rb != nullptr) {
-      added->n = 0;
-      added->name_used = 0;
-      Found f{before, added};
-      dl_iterate_phdr(RecordNew, &f);
-      // Each new object pinned: a load still in progress in another thread
-      // (mapped, not yet relocated) finishes first, or the object is gone.
-      pinned->n = 0;
-      for (size_t i = 0; i < added->n; ++i) {
-        void* h = RealDlopen()(added->name[i], RTLD_LAZY | RTLD_NOLOAD);
-        if (h == nullptr) continue;
-        pinned->pin[pinned->n] = h;
-        pinned->base[pinned->n++] = added->base[i];
-      }
-      rb->g = g;
-      rb->pinned = pinned;
-      for (size_t i = 0; i < kNumSymbols; ++i) rb->deep[i] = dlsym(handle, kSymbols[i]);
-      dl_iterate_phdr(RebindPinned, rb);
-      for (size_t i = 0; i < pinned->n; ++i) dlclose(pinned->pin[i]);
-      strata::Free(rb);
+    added->n = 0;
+    added->name_used = 0;
+    Found f{before, added};
+    dl_iterate_phdr(RecordNew, &f);
+    // Each new object pinned: a load still in progress in another thread
+    // (mapped, not yet relocated) finishes first, or the object is gone
+    // (and leaves the set).
+    size_t kept = 0;
+    for (size_t i = 0; i < added->n; ++i) {
+      void* h = RealDlopen()(added->name[i], RTLD_LAZY | RTLD_NOLOAD);
+      if (h == nullptr) continue;
+      added->pin[kept] = h;
+      added->base[kept++] = added->base[i];
     }
+    added->n = kept;
+    Rebind rb;
+    rb.g = g;
+    rb.pinned = added;
+    for (size_t i = 0; i < kNumSymbols; ++i) rb.deep[i] = dlsym(handle, kSymbols[i]);
+    dl_iterate_phdr(RebindPinned, &rb);
+    for (size_t i = 0; i < added->n; ++i) dlclose(added->pin[i]);
     dlerror();  // a success leaves no error from strata's own lookups
   }
-  strata::Free(pinned);
   strata::Free(added);
   strata::Free(before);
   return handle;
