@@ -912,6 +912,8 @@ void ForkChild() {
   // background purger did not survive the fork: let the child start its own.
   ForkParent();
   g_bg_state.store(kBgNone, std::memory_order_relaxed);
+  // A thread that was giving free pages back to the OS did not either.
+  g_heap.pages.ReturnDetachedAfterFork();
   // Nor did the other threads. Their caches leave the registry:
   //  - glibc gives their stacks, and the TLS in them, to the child's next
   //    threads, whose caches would then be linked into the registry a

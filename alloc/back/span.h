@@ -3,8 +3,9 @@
 // the pages they describe, so pages returned to the OS are not touched.
 //
 // Who owns which fields:
-//  - page heap (under its lock): start, order, state kFree, clean_pages,
-//    free_since_ms, next/prev while on a free list;
+//  - page heap (under its lock): start, order, states kFree and
+//    kReleasing, clean_pages, free_since_ms, next/prev while on a free list
+//    or a release list;
 //  - central list of `cls` (under its lock): freelist, bump, used,
 //    next/prev while on the central list;
 //  - large registry (under its lock): bytes, next/prev;
@@ -30,6 +31,7 @@ enum class SpanState : uint8_t {
   kLarge,        // a large object with its own mapping
   kLargeCached,  // a freed large mapping kept for reuse (large.h)
   kMixed,        // a span of small objects of any size (middle/mixed.h)
+  kReleasing,    // a free buddy block off the free lists while its pages go back to the OS (page_heap.h)
 };
 
 struct Span {
@@ -45,7 +47,7 @@ struct Span {
   };
   uint64_t free_since_ms = 0; // kFree, kLargeCached: when it became free (decay)
   uint32_t used = 0;          // kSmall: objects out of the span
-  uint32_t clean_pages = 0;   // kFree: pages known not resident
+  uint32_t clean_pages = 0;   // kFree, kReleasing: pages known not resident
   uint32_t generation = 0;    // kSmall, kMixed: this life of the span (NewSpanGeneration)
   uint8_t order = 0;
   SpanState state = SpanState::kNone;

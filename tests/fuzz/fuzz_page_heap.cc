@@ -14,6 +14,9 @@
 //     fail     make the fake OS's Map fail after 0..3 more successes,
 //              or lift that limit (covers the out-of-metadata paths)
 //     unmap    UnmapFreeChunks() (what an allocation failure does)
+//     inside   the next 0..7 allocs and frees of the input run inside the
+//              fake OS's Release, one per madvise: while the heap gives
+//              pages back with its lock dropped, as another thread would
 //
 // After every operation: PageHeap::Check() (buddy, page-map and accounting
 // invariants), no bad unmap/release seen by the fake OS, page counts that
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -161,11 +165,28 @@ class Driver {
     VerifyAll();
   }
 
+  // `step` runs inside each of the next `n` madvise calls (not nested).
+  void RunInsideReleases(unsigned n, std::function<void()> step) {
+    inside_left_ = n;
+    h_.os.on_release = [this, step](void*, size_t) {
+      if (inside_left_ == 0 || inside_) return;
+      if (h_.heap.lock().IsLocked()) Die("madvise with the page heap's lock held");
+      inside_ = true;
+      --inside_left_;
+      ++inside_ran_;
+      step();
+      inside_ = false;
+    };
+  }
+
   void ReleaseAll() {
+    const uint64_t ran = inside_ran_;
     h_.heap.ReleaseAll();
     VerifyAll();
     strata::PageHeapStats st = h_.heap.Stats();
-    if (st.released_pages != st.free_pages) {
+    // (A block an allocation inside took back from the release list, and
+    // freed again, may stay resident.)
+    if (st.released_pages != st.free_pages && inside_ran_ == ran) {
       Die("after ReleaseAll: %lu of %lu free pages released", (unsigned long)st.released_pages,
           (unsigned long)st.free_pages);
     }
@@ -258,6 +279,9 @@ class Driver {
   }
 
   FuzzHeap h_;
+  unsigned inside_left_ = 0;
+  bool inside_ = false;
+  uint64_t inside_ran_ = 0;
   std::map<uintptr_t, Live> live_;
   std::vector<uintptr_t> order_;  // live block starts, for "free the i-th"
   size_t live_pages_ = 0;
@@ -284,9 +308,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   Driver d(region, brk, use_brk, decay, lazy);
   d.Check("construction");
+  // One alloc or free decoded from the input, for "inside".
+  auto inside_step = [&in, &d] {
+    uint8_t b = in.u8();
+    if (b & 1) {
+      if (d.live() < kMaxLive) d.Alloc(DecodeOrder(in.u8()), SpanState::kSmall, 1);
+      d.Check("alloc inside a release");
+    } else {
+      d.Free(in.u16());
+      d.Check("free inside a release");
+    }
+  };
   while (in.more()) {
     uint8_t op = in.u8();
-    switch (op % 11) {
+    switch (op % 12) {
       case 0:
       case 1:
       case 2:
@@ -325,8 +360,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         d.UnmapFreeChunks();
         d.Check("unmap free chunks");
         break;
+      case 11:
+        d.RunInsideReleases(in.u8() % 8, inside_step);
+        break;
     }
   }
+  d.RunInsideReleases(0, nullptr);
   d.SetMapsLeft(-1);
   d.Drain();
   d.Check("drain");

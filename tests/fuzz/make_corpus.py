@@ -22,9 +22,11 @@ def write(target, name, data):
 
 # ---- fuzz_page_heap ----
 # header: cfg (bit0 brk, bits1-3 decay index, bit4 lazy), region, brk size
-# ops: op%10 in 0..3 alloc(order byte, class byte), 4..6 free(u16),
+# ops: op%12 in 0..3 alloc(order byte, class byte), 4..6 free(u16),
 #      7 idle(u16 ms), 8 release all, 9 fail(u8: <64 -> maps_left = v%4),
-#      10 unmap free chunks (selector byte % 11)
+#      10 unmap free chunks, 11 inside(u8 n%8): the next n steps run inside
+#      madvise calls, each an alloc (odd byte, order byte) or a free (even
+#      byte, u16)
 def ph_alloc(order_byte, cls_byte):
     return [0, order_byte, cls_byte]
 
@@ -95,6 +97,20 @@ def page_heap_seeds():
         ops += ph_free(0) * 4 + [10]
         ops += ph_free(1) * 4 + [10]
     write("fuzz_page_heap", "unmap_free_chunks", [1 | (4 << 1), 2, 1] + ops)
+
+    # Allocs and frees while the heap gives pages back with its lock
+    # dropped: some take back blocks still waiting for their madvise.
+    ops = []
+    for i in range(24):
+        ops += ph_alloc(150 + i % 70, 2 * i)
+    for i in range(0, 24, 2):
+        ops += ph_free(i)
+    ops += [11, 6]
+    inside = []
+    for i in range(6):
+        inside += [1, 200 + i] if i % 2 == 0 else [0] + list(struct.pack("<H", i * 3))
+    ops += PH_RELEASE_ALL + inside + ph_free(5) * 4 + ph_idle(2000)
+    write("fuzz_page_heap", "inside_release", [4 << 1, 4, 0] + ops)
 
 
 # ---- fuzz_allocator ----

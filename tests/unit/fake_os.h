@@ -12,7 +12,8 @@
 // Unmap only forgets the range (it is checked against the live mappings:
 // unmapping something never mapped is counted in `bad_unmaps`). Release
 // uses a real MADV_DONTNEED on the region, so released pages read as zero
-// as they do with RealOs.
+// as they do with RealOs, and then runs `on_release` if set: what another
+// thread may do while a madvise takes its time.
 //
 // Not thread-safe: the layer tests drive it from one thread.
 #pragma once
@@ -21,6 +22,7 @@
 #include <sys/mman.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -128,6 +130,7 @@ class FakeOs {
       return;
     }
     madvise(p, bytes, MADV_DONTNEED);
+    if (on_release) on_release(p, bytes);
   }
 
   void NoHugePages(void* p, size_t bytes) { no_huge.emplace_back(p, bytes); }
@@ -187,6 +190,7 @@ class FakeOs {
   size_t grow_break_calls = 0, brk_failures = 0, shrink_break_calls = 0, brk_grown_bytes = 0;
   size_t yields = 0, sleeps = 0;
   std::vector<std::pair<void*, size_t>> no_huge;  // NoHugePages calls
+  std::function<void(void*, size_t)> on_release;  // run inside Release, after the madvise
   std::string written;
 
  private:

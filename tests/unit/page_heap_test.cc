@@ -3,6 +3,8 @@
 // memory, the brk source, and returning idle pages (decay).
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <map>
 #include <random>
@@ -652,6 +654,111 @@ TEST_F(PageHeapDecay, ZeroDecayReleasesEveryFreeAtOnce) {
   h.heap.Free(b);  // same millisecond
   PageHeapStats st = h.heap.Stats();
   EXPECT_EQ(st.released_pages, st.free_pages) << "a free in the same millisecond stayed resident";
+}
+
+// ---- pages go back with the lock dropped ("Releasing without the lock") ----
+
+// FakeOs's on_release runs inside each madvise, where another thread would
+// run while a purger gives back a large heap.
+TEST_F(PageHeapDecay, PagesGoBackWithTheLockDroppedAndTheHeapStaysUsable) {
+  std::vector<Span*> spans;
+  for (int i = 0; i < 8; ++i) spans.push_back(h.heap.Alloc(Order{4}, SpanState::kSmall, 1));
+  for (int i = 0; i < 8; i += 2) h.heap.Free(spans[i]);  // four blocks, no two of them buddies
+  const size_t maps = h.os.maps;
+  size_t calls = 0;
+  std::vector<Span*> taken;
+  h.os.on_release = [&](void*, size_t) {
+    ++calls;
+    // (Allocating with the lock held would spin for ever: fail instead.)
+    if (h.heap.lock().IsLocked()) return ADD_FAILURE() << "madvise with the page heap's lock held";
+    EXPECT_TRUE(h.Checked()) << "between two releases";
+    PageHeapStats st = h.heap.Stats();
+    // The block under madvise counts as resident until its madvise returns.
+    EXPECT_EQ(st.free_pages - st.released_pages, (5 - calls) * 16) << "blocks on their way still count as free";
+    Span* s = h.heap.Alloc(Order{0}, SpanState::kSmall, 1);
+    EXPECT_NE(s, nullptr) << "another thread allocates meanwhile";
+    if (s != nullptr) taken.push_back(s);
+  };
+  EXPECT_EQ(h.heap.ReleaseAll(), 4 * 16 * kPageSize);
+  h.os.on_release = nullptr;
+  EXPECT_EQ(calls, 4u);
+  EXPECT_EQ(h.os.maps, maps) << "the heap grew";
+  EXPECT_TRUE(h.Checked());
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.released_pages, st.free_pages);
+  for (Span* s : taken) h.heap.Free(s);
+  for (int i = 1; i < 8; i += 2) h.heap.Free(spans[i]);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+// An allocation that finds no free block takes back the blocks waiting to
+// be released instead of mapping a new chunk.
+TEST_F(PageHeapDecay, BlocksWaitingForReleaseAreTakenBackRatherThanGrowing) {
+  const Order quarter{kMaxOrder - 2};
+  Span* q[4];
+  for (Span*& s : q) {
+    s = h.heap.Alloc(quarter, SpanState::kPageObject, 0);
+    ASSERT_NE(s, nullptr);
+  }
+  ASSERT_EQ(h.heap.Stats().chunks, 1u) << "the four quarters of one chunk";
+  const size_t maps = h.os.maps;
+  h.heap.Free(q[0]);
+  h.heap.Free(q[2]);  // q[0] and q[2] are not buddies: two free blocks, nothing else free
+  Span* got = nullptr;
+  uintptr_t in_flight = 0;
+  h.os.on_release = [&](void* p, size_t) {
+    if (got != nullptr) return;
+    if (h.heap.lock().IsLocked()) return ADD_FAILURE() << "madvise with the page heap's lock held";
+    in_flight = uintptr_t(p);
+    got = h.heap.Alloc(quarter, SpanState::kPageObject, 0);
+  };
+  EXPECT_EQ(h.heap.ReleaseAll(), quarter.bytes()) << "the other block was taken back before its turn";
+  h.os.on_release = nullptr;
+  ASSERT_NE(got, nullptr);
+  EXPECT_NE(got->start, in_flight);
+  EXPECT_TRUE(got->start == q[0]->start || got->start == q[2]->start);
+  EXPECT_EQ(h.os.maps, maps) << "the heap grew while a free block waited";
+  EXPECT_EQ(h.os.releases, 1u);
+  EXPECT_TRUE(h.Checked());
+  h.heap.Free(got);
+  h.heap.Free(q[1]);
+  h.heap.Free(q[3]);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+// fork() while another thread gives pages back: in the child, that thread
+// is gone, and its blocks (the one under madvise, those waiting) must go
+// back on the free lists (ForkChild calls ReturnDetachedAfterFork).
+TEST_F(PageHeapDecay, AForkedChildGetsBackTheBlocksBeingReleased) {
+  std::vector<Span*> spans;
+  for (int i = 0; i < 8; ++i) spans.push_back(h.heap.Alloc(Order{kMaxOrder - 3}, SpanState::kSmall, 1));
+  for (int i = 0; i < 8; i += 2) h.heap.Free(spans[i]);  // four eighths, apart
+  int status = -1;
+  h.os.on_release = [&](void*, size_t) {
+    if (status != -1) return;
+    if (h.heap.lock().IsLocked()) return ADD_FAILURE() << "madvise with the page heap's lock held";
+    pid_t pid = fork();
+    if (pid == 0) {
+      // The child: no gtest here, only an exit code.
+      h.heap.ReturnDetachedAfterFork();
+      int code = h.Checked() ? 0 : 1;
+      PageHeapStats st = h.heap.Stats();
+      if (code == 0 && st.free_pages != 4 * Order{kMaxOrder - 3}.pages().n) code = 2;
+      h.os.maps_left = 0;  // the four blocks must be enough
+      for (int i = 0; i < 4 && code == 0; ++i) {
+        if (h.heap.Alloc(Order{kMaxOrder - 3}, SpanState::kSmall, 1) == nullptr) code = 3;
+      }
+      if (code == 0 && !h.Checked()) code = 4;
+      _exit(code);
+    }
+    ASSERT_GT(pid, 0);
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  };
+  EXPECT_EQ(h.heap.ReleaseAll(), 4 * Order{kMaxOrder - 3}.bytes()) << "the parent goes on";
+  h.os.on_release = nullptr;
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: Check failed, 2: free pages wrong, 3: a block was lost, 4: Check after";
+  EXPECT_TRUE(h.Checked());
 }
 
 // ---- the exchange with the large cache (alloc/strata.cc) ----
