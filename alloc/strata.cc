@@ -111,6 +111,7 @@ void ParkPurger() {
 }
 
 STRATA_COLD void* BackgroundMain(void*) {
+  g_heap.pages.set_purger(true);  // frees leave idle blocks to this thread
   int64_t decay = g_heap.options.decay_ms;
   int64_t period = decay / 4 > 10 ? decay / 4 : 10;
   const int64_t idle_passes_to_park = kParkAfterMs / period > 2 ? kParkAfterMs / period : 2;
@@ -914,6 +915,7 @@ void ForkChild() {
   g_bg_state.store(kBgNone, std::memory_order_relaxed);
   // A thread that was giving free pages back to the OS did not either.
   g_heap.pages.ReturnDetachedAfterFork();
+  g_heap.pages.set_purger(false);
   // Nor did the other threads. Their caches leave the registry:
   //  - glibc gives their stacks, and the TLS in them, to the child's next
   //    threads, whose caches would then be linked into the registry a

@@ -87,6 +87,9 @@ class PageHeap {
   }
   void set_lazy_release(bool b) { lazy_release_ = b; }
   int64_t decay_ms() const { return decay_ms_; }
+  // Whether a background purger calls ReleaseIdle: then Free leaves idle
+  // blocks to it (see Free).
+  void set_purger(bool on) { purger_.store(on, std::memory_order_relaxed); }
 
   // A block of 2^order pages, recorded in the page map for all its pages
   // with `state` and class `cls`. nullptr when the OS has no memory, or,
@@ -105,29 +108,43 @@ class PageHeap {
     return s;
   }
 
-  // Gives a block back; it merges with its free buddies. When the decay
-  // check is due, idle blocks go back to the OS, after the lock is dropped.
+  // Gives a block back; it merges with its free buddies.
+  //
+  // When the decay check is due and no background purger runs, idle blocks
+  // go back to the OS from here, after the lock is dropped, but at most
+  // kFreePathReleaseBytes of them per call: the next Free goes on with the
+  // rest. A program that freed 512 MiB would otherwise wait 25-40 ms in one
+  // free() while all of it went back (madvise: about 80 us per MiB), where
+  // now each free waits at most some 0.2 ms. With a purger, Free leaves it
+  // all to the purger, which runs as often. With STRATA_DECAY_MS=0 each
+  // freed block goes back at once (the option's promise), whatever its size.
+  static constexpr size_t kFreePathReleaseBytes = size_t{2} << 20;
   void Free(Span* s) {
     uint64_t now = os_->NowMs();
+    uint64_t cutoff;
     {
       LockGuard g(lock_);
       FreeLocked(s, now);
-      if (decay_ms_ != 0 && (decay_ms_ < 0 || now < next_decay_check_ms_)) return;
-      DetachIdleLocked(now);
-      if (releasing_.empty()) return;
+      if (decay_ms_ != 0) {
+        if (decay_ms_ < 0 || now < next_decay_check_ms_ || purger_.load(std::memory_order_relaxed)) return;
+      }
+      if (!DetachIdleLocked(now, &cutoff, decay_ms_ == 0 ? SIZE_MAX : kFreePathReleaseBytes)) return;
+      if (releasing_.empty() && !use_brk_) return;
     }
     ReleaseDetached();
+    ShrinkBreak(cutoff);
   }
 
   // Release blocks that have been free longer than the decay time.
   size_t ReleaseIdle() {
     uint64_t now = os_->NowMs();
-    size_t released;
+    uint64_t cutoff;
     {
       LockGuard g(lock_);
-      released = DetachIdleLocked(now);
+      if (!DetachIdleLocked(now, &cutoff)) return 0;
     }
-    return released + ReleaseDetached();
+    const size_t released = ReleaseDetached();
+    return released + ShrinkBreak(cutoff);
   }
   // Whether a free block still has resident pages: what the background
   // purger may yet give back. Walks the free lists (the purger's pace, not
@@ -143,12 +160,12 @@ class PageHeap {
   }
   // Release every free page now. Returns bytes newly released.
   size_t ReleaseAll() {
-    size_t released;
     {
       LockGuard g(lock_);
-      released = DetachWhereLocked(UINT64_MAX);
+      DetachWhereLocked(UINT64_MAX);
     }
-    return released + ReleaseDetached();
+    const size_t released = ReleaseDetached();
+    return released + ShrinkBreak(UINT64_MAX);
   }
 
   // In a child after fork(): blocks that a thread of the parent was giving
@@ -375,13 +392,28 @@ class PageHeap {
   }
 
   // Takes the blocks idle for longer than the decay time off the free
-  // lists, for ReleaseDetached. Lock held. Returns the bytes given back
-  // already (the top of the break).
-  size_t DetachIdleLocked(uint64_t now) {
+  // lists, for ReleaseDetached, until `budget` resident bytes (the block
+  // that reaches it included); when the budget runs out, the next check is
+  // due at once. Lock held. False when nothing can be idle that long yet
+  // (or ever); else *cutoff is the latest free time that is.
+  bool DetachIdleLocked(uint64_t now, uint64_t* cutoff, size_t budget = SIZE_MAX) {
     uint64_t period = decay_ms_ > 4 ? uint64_t(decay_ms_) / 4 : 1;
     next_decay_check_ms_ = now + period;
-    uint64_t cutoff;
-    return DecayCutoff(decay_ms_, now, &cutoff) ? DetachWhereLocked(cutoff) : 0;
+    if (!DecayCutoff(decay_ms_, now, cutoff)) return false;
+    if (!DetachWhereLocked(*cutoff, budget)) next_decay_check_ms_ = now;
+    return true;
+  }
+
+  // Gives back whole free chunks at the top of the break idle since before
+  // `cutoff`. After ReleaseDetached: their pages went back with the lock
+  // dropped, so that the kernel has little left to do under it. Returns
+  // the bytes given back (resident ones only, as everywhere).
+  size_t ShrinkBreak(uint64_t cutoff) {
+    if (!use_brk_) return 0;
+    LockGuard g(lock_);
+    const size_t released = ShrinkBreakLocked(cutoff);
+    stats_.released_bytes_total += released;
+    return released;
   }
 
   // The free block that covers all of chunk c, or nullptr. Lock held.
@@ -426,19 +458,19 @@ class PageHeap {
   }
 
   // Takes free blocks whose free_since_ms <= cutoff and that have resident
-  // pages off the free lists, for ReleaseDetached; gives back the top of
-  // the break at once. Lock held. Returns the bytes given back so far.
-  size_t DetachWhereLocked(uint64_t cutoff) {
-    size_t released = use_brk_ ? ShrinkBreakLocked(cutoff) : 0;
-    stats_.released_bytes_total += released;
+  // pages off the free lists, for ReleaseDetached, until they hold `budget`
+  // resident bytes. Lock held. False if it stopped at the budget.
+  bool DetachWhereLocked(uint64_t cutoff, size_t budget = SIZE_MAX) {
+    size_t taken = 0;
     for (unsigned k = 0; k < kNumOrders; ++k) {
       for (Span* s = free_[k].head; s != nullptr;) {
+        if (taken >= budget) return false;
         Span* next = s->next;
-        if (s->free_since_ms <= cutoff) DetachLocked(s);
+        if (s->free_since_ms <= cutoff) taken += DetachLocked(s);
         s = next;
       }
     }
-    return released;
+    return true;
   }
 
   // Takes free block s off its free list onto releasing_ if it has
@@ -506,6 +538,7 @@ class PageHeap {
   int64_t decay_ms_ = 0;
   bool use_brk_ = false;
   bool lazy_release_ = false;
+  std::atomic<bool> purger_{false};
 };
 
 template <class Os>

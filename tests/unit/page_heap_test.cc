@@ -493,6 +493,51 @@ TEST(PageHeapBrk, SmallBlocksFromBreakChunks) {
   EXPECT_TRUE(AllFreeAndMerged(h));
 }
 
+// "When STRATA_SOURCE=brk, the break shrinks when its top is free" (issue
+// 8), once the top chunks have been idle for the decay time. Their pages go
+// back first, with the lock dropped; then the break shrinks under the lock
+// with little left for the kernel to do (a shrink of resident chunks under
+// the lock had held it 26 ms for 512 MiB).
+TEST(PageHeapBrk, TheBreakShrinksWhenItsTopChunksAreIdleAfterTheirPagesWentBack) {
+  FakeHeap h(size_t{64} << 20, 3 * kChunkSize);
+  h.heap.set_use_brk(true);
+  h.os.now_ms = 10000;
+  Span* low = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+  Span* mid = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+  Span* top = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+  ASSERT_TRUE(low != nullptr && mid != nullptr && top != nullptr);
+  ASSERT_TRUE(h.os.InBreak(reinterpret_cast<void*>(top->start)));
+  const uintptr_t low_start = low->start;
+  h.heap.Free(top);
+  h.heap.Free(mid);
+  size_t shrinks_seen = SIZE_MAX;
+  h.os.on_release = [&](void*, size_t) {
+    if (h.heap.lock().IsLocked()) ADD_FAILURE() << "madvise with the page heap's lock held";
+    if (shrinks_seen == SIZE_MAX) shrinks_seen = h.os.shrink_break_calls;
+  };
+  h.os.now_ms += 999;
+  EXPECT_EQ(h.heap.ReleaseIdle(), 0u);
+  EXPECT_EQ(h.os.shrink_break_calls, 0u) << "not idle for the decay time yet";
+  h.os.now_ms += 1;
+  EXPECT_EQ(h.heap.ReleaseIdle(), 2 * kChunkSize);
+  h.os.on_release = nullptr;
+  EXPECT_EQ(shrinks_seen, 0u) << "the break shrank before the chunks' pages went back";
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.brk_bytes, kChunkSize) << "the two top chunks left the break";
+  EXPECT_EQ(st.brk_returned_bytes, 2 * kChunkSize);
+  EXPECT_EQ(st.chunks, 1u);
+  EXPECT_EQ(st.released_bytes_total, 2 * kChunkSize) << "each page counted once";
+  EXPECT_TRUE(h.Checked());
+  h.heap.Free(low);  // the last chunk, idle only now: it stays
+  EXPECT_EQ(h.heap.ReleaseIdle(), 0u);
+  EXPECT_EQ(h.heap.Stats().brk_bytes, kChunkSize);
+  h.os.now_ms += 1000;
+  EXPECT_EQ(h.heap.ReleaseIdle(), kChunkSize);
+  EXPECT_EQ(h.heap.Stats().brk_bytes, 0u);
+  EXPECT_EQ(h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0)->start, low_start)
+      << "the break grows again from where it was";
+}
+
 TEST(PageHeapBrk, WithoutBrkTheBreakIsNeverTouched) {
   FakeHeap h(size_t{64} << 20, 2 * kChunkSize);
   Span* s = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
@@ -585,6 +630,56 @@ TEST_F(PageHeapDecay, FreeReleasesOtherIdleBlocksOnItsWay) {
   h.os.now_ms = t + 2 * kDecay;
   EXPECT_EQ(h.heap.ReleaseIdle(), kChunkSize);
   EXPECT_EQ(h.heap.Stats().released_pages, size_t{2} << kMaxOrder);
+}
+
+// Free gives back at most kFreePathReleaseBytes of idle blocks per call,
+// so that no free() waits for a whole heap's madvise; the next Free goes on
+// at once with the rest.
+TEST_F(PageHeapDecay, FreeGivesBackABoundedAmountPerCallAndTheNextFreeGoesOn) {
+  const Order mib{8};  // 256 pages: 1 MiB
+  ASSERT_EQ(mib.bytes(), size_t{1} << 20);
+  std::vector<Span*> freed, kept;
+  for (int i = 0; i < 5; ++i) {
+    freed.push_back(h.heap.Alloc(mib, SpanState::kPageObject, 0));
+    kept.push_back(h.heap.Alloc(mib, SpanState::kPageObject, 0));  // so that no two freed ones merge
+  }
+  Span* small[4];
+  for (Span*& s : small) s = h.heap.Alloc(Order{0}, SpanState::kSmall, 1);
+  for (Span* s : freed) h.heap.Free(s);
+  ASSERT_EQ(h.os.releases, 0u);
+  h.os.now_ms += kDecay;
+  const size_t budget = PageHeap<strata_test::FakeOs>::kFreePathReleaseBytes;
+  h.heap.Free(small[0]);
+  EXPECT_EQ(h.os.released_bytes, budget) << "one free, one budget";
+  h.heap.Free(small[1]);  // the same millisecond
+  EXPECT_EQ(h.os.released_bytes, 2 * budget) << "the next free goes on";
+  h.heap.Free(small[2]);
+  EXPECT_EQ(h.os.released_bytes, 5 * mib.bytes()) << "the last block";
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.free_pages - st.released_pages, 3u) << "only the small blocks freed just now";
+  h.heap.Free(small[3]);
+  EXPECT_EQ(h.os.released_bytes, 5 * mib.bytes()) << "nothing left idle: the checks go back to their period";
+  EXPECT_TRUE(h.Checked());
+  for (Span* s : kept) h.heap.Free(s);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+// With a background purger, Free leaves idle blocks to it.
+TEST_F(PageHeapDecay, WithAPurgerFreeLeavesIdleBlocksToIt) {
+  h.heap.set_purger(true);
+  Span* blocks[6];  // a used block after each, so that none merges
+  for (Span*& s : blocks) s = h.heap.Alloc(Order{4}, SpanState::kSmall, 1);
+  h.heap.Free(blocks[0]);
+  h.os.now_ms += 10 * kDecay;
+  h.heap.Free(blocks[2]);
+  EXPECT_EQ(h.os.releases, 0u);
+  EXPECT_EQ(h.heap.ReleaseIdle(), 16 * kPageSize) << "the purger's pass";
+  h.heap.set_purger(false);
+  h.os.now_ms += 10 * kDecay;
+  h.heap.Free(blocks[4]);
+  EXPECT_EQ(h.os.releases, 2u) << "without it, the free path gives back";
+  for (int i : {1, 3, 5}) h.heap.Free(blocks[i]);
+  EXPECT_TRUE(AllFreeAndMerged(h));
 }
 
 TEST_F(PageHeapDecay, ReleaseAllReleasesEveryFreePageAtOnce) {
