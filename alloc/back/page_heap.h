@@ -97,42 +97,48 @@ class PageHeap {
   // Out of line, as GrowLocked: they run once per span or chunk, and at
   // -O3 every slow path that inlined them carried its own 3 KiB copy (the
   // library's text is resident in every process that loads it).
+  // When a free path's release stopped at its budget (see Free), an
+  // allocation goes on with it too.
   STRATA_NOINLINE Span* Alloc(Order order, SpanState state, uint8_t cls, bool may_grow = true) {
-    LockGuard g(lock_);
-    Span* s = AllocLocked(order, may_grow);
-    if (s == nullptr) return nullptr;
-    s->state = state;
-    s->cls = cls;
-    map_->Set(s->start, s->pages(), s, cls);
-    used_pages_ += s->pages().n;
+    Span* s;
+    Release r;
+    {
+      LockGuard g(lock_);
+      s = AllocLocked(order, may_grow);
+      if (s != nullptr) {
+        s->state = state;
+        s->cls = cls;
+        map_->Set(s->start, s->pages(), s, cls);
+        used_pages_ += s->pages().n;
+      }
+      if (STRATA_LIKELY(!release_pending_)) return s;
+      r = SlowPathDetachLocked(os_->NowMs());
+    }
+    Finish(r);
     return s;
   }
 
   // Gives a block back; it merges with its free buddies.
   //
   // When the decay check is due and no background purger runs, idle blocks
-  // go back to the OS from here, after the lock is dropped, but at most
-  // kFreePathReleaseBytes of them per call: the next Free goes on with the
-  // rest. A program that freed 512 MiB would otherwise wait 25-40 ms in one
-  // free() while all of it went back (madvise: about 80 us per MiB), where
-  // now each free waits at most some 0.2 ms. With a purger, Free leaves it
-  // all to the purger, which runs as often. With STRATA_DECAY_MS=0 each
-  // freed block goes back at once (the option's promise), whatever its size.
+  // go back to the OS from here, after the lock is dropped, but only about
+  // kFreePathReleaseBytes of them per call (the block that reaches it
+  // included, so up to a chunk more); the next Free or Alloc goes on with
+  // the rest. A program that freed 512 MiB would otherwise wait 25-40 ms in
+  // one free() while all of it went back (madvise: about 80 us per MiB);
+  // now a free waits about 0.2-0.5 ms. With a purger, Free leaves it all
+  // to the purger, which runs as often. With STRATA_DECAY_MS=0 each freed
+  // block goes back at once (the option's promise), whatever its size.
   static constexpr size_t kFreePathReleaseBytes = size_t{2} << 20;
   void Free(Span* s) {
     uint64_t now = os_->NowMs();
-    uint64_t cutoff;
+    Release r;
     {
       LockGuard g(lock_);
       FreeLocked(s, now);
-      if (decay_ms_ != 0) {
-        if (decay_ms_ < 0 || now < next_decay_check_ms_ || purger_.load(std::memory_order_relaxed)) return;
-      }
-      if (!DetachIdleLocked(now, &cutoff, decay_ms_ == 0 ? SIZE_MAX : kFreePathReleaseBytes)) return;
-      if (releasing_.empty() && !use_brk_) return;
+      r = SlowPathDetachLocked(now);
     }
-    ReleaseDetached();
-    ShrinkBreak(cutoff);
+    Finish(r);
   }
 
   // Release blocks that have been free longer than the decay time.
@@ -141,16 +147,18 @@ class PageHeap {
     uint64_t cutoff;
     {
       LockGuard g(lock_);
-      if (!DetachIdleLocked(now, &cutoff)) return 0;
+      if (!DetachIdleLocked(now, &cutoff, nullptr)) return 0;
     }
-    const size_t released = ReleaseDetached();
+    const size_t released = ReleaseDetached(SIZE_MAX);
     return released + ShrinkBreak(cutoff);
   }
   // Whether a free block still has resident pages: what the background
   // purger may yet give back. Walks the free lists (the purger's pace, not
-  // an allocation path's).
+  // an allocation path's). Blocks waiting on releasing_ count: an
+  // allocation may take them back before their turn.
   bool HoldsResidentFree() {
     LockGuard g(lock_);
+    if (!releasing_.empty()) return true;
     for (unsigned k = 0; k < kNumOrders; ++k) {
       for (Span* s = free_[k].head; s != nullptr; s = s->next) {
         if (s->clean_pages != s->pages().n) return true;
@@ -159,12 +167,17 @@ class PageHeap {
     return false;
   }
   // Release every free page now. Returns bytes newly released.
+  // With brk, blocks under another thread's madvise are waited for, before
+  // and after, so that a whole free chunk at the top of the break goes too
+  // (an allocation that failed under RLIMIT_AS retries after this).
   size_t ReleaseAll() {
+    if (use_brk_) AwaitOthersReleases();
     {
       LockGuard g(lock_);
-      DetachWhereLocked(UINT64_MAX);
+      DetachWhereLocked(UINT64_MAX, SIZE_MAX, nullptr);
     }
-    const size_t released = ReleaseDetached();
+    const size_t released = ReleaseDetached(SIZE_MAX);
+    if (use_brk_) AwaitOthersReleases();
     return released + ShrinkBreak(UINT64_MAX);
   }
 
@@ -178,6 +191,30 @@ class PageHeap {
   }
 
  private:
+  // What a free or allocation path left to do once the lock is dropped.
+  struct Release {
+    size_t bytes = 0;  // detached, to release (0: nothing)
+    bool shrink = false;
+    uint64_t cutoff = 0;
+  };
+
+  // The slow paths' share of returning memory (see Free). Lock held.
+  Release SlowPathDetachLocked(uint64_t now) {
+    Release r;
+    if (decay_ms_ != 0) {
+      if (decay_ms_ < 0 || now < next_decay_check_ms_ || purger_.load(std::memory_order_relaxed)) return r;
+    }
+    size_t taken = 0;
+    if (!DetachIdleLocked(now, &r.cutoff, &taken, decay_ms_ == 0 ? SIZE_MAX : kFreePathReleaseBytes)) return r;
+    r.bytes = taken;
+    r.shrink = use_brk_;
+    return r;
+  }
+  void Finish(const Release& r) {
+    if (r.bytes != 0) ReleaseDetached(r.bytes);
+    if (r.shrink) ShrinkBreak(r.cutoff);
+  }
+
   void FreeLocked(Span* s, uint64_t now) {
     map_->ClearClass(s->start, s->pages());
     used_pages_ -= s->pages().n;
@@ -209,9 +246,9 @@ class PageHeap {
   // allocation walk them all. Returns the bytes released.
   static constexpr size_t kReleaseScanLimit = 1024;
   size_t ReleaseIdleBytes(size_t bytes, uint64_t cutoff_ms) {
+    size_t taken = 0;
     {
       LockGuard g(lock_);
-      size_t taken = 0;
       size_t looked = 0;
       for (unsigned k = kNumOrders; k-- > 0 && taken < bytes && looked < kReleaseScanLimit;) {
         for (Span* s = free_[k].head; s != nullptr && taken < bytes && looked < kReleaseScanLimit; ++looked) {
@@ -221,7 +258,7 @@ class PageHeap {
         }
       }
     }
-    return ReleaseDetached();
+    return taken != 0 ? ReleaseDetached(taken) : 0;
   }
 
   PageHeapStats Stats() {
@@ -246,6 +283,7 @@ class PageHeap {
   // space back (under an address-space limit, released pages still count).
   // Returns the bytes unmapped. Called when an allocation fails.
   size_t UnmapFreeChunks() {
+    AwaitOthersReleases();  // a whole free chunk may be on its way to the OS
     size_t total = 0;
     LockGuard g(lock_);
     Chunk* prev = nullptr;
@@ -262,6 +300,23 @@ class PageHeap {
       c = next;
     }
     return total;
+  }
+
+  // Puts blocks waiting for release back on the free lists, and waits
+  // (yielding, a bounded number of times) until no block is under another
+  // thread's madvise (a fraction of a millisecond each): after it, every
+  // free block is on the free lists, where UnmapFreeChunks and
+  // ShrinkBreakLocked look for whole free chunks.
+  static constexpr int kAwaitReleaseTries = 1000;
+  void AwaitOthersReleases() {
+    for (int tries = 0;; ++tries) {
+      {
+        LockGuard g(lock_);
+        ReturnListLocked(&releasing_);
+        if (in_flight_.empty() || tries == kAwaitReleaseTries) return;
+      }
+      os_->Yield();
+    }
   }
 
   // Walks every chunk and checks every invariant; on failure writes what
@@ -281,10 +336,13 @@ class PageHeap {
   Span* AllocLocked(Order want, bool may_grow) {
     unsigned k = want.k;
     while (k < kNumOrders && free_[k].empty()) ++k;
-    if (k == kNumOrders && !releasing_.empty()) {
-      // Blocks wait to go back to the OS (another thread gives them back
-      // with the lock dropped): take them back rather than grow the heap.
-      ReturnListLocked(&releasing_);
+    // Blocks wait to go back to the OS (another thread gives them back
+    // with the lock dropped): take them back, one at a time, until one
+    // fits, rather than grow the heap.
+    while (k == kNumOrders && !releasing_.empty()) {
+      Span* w = releasing_.Pop();
+      w->state = SpanState::kFree;
+      InsertFreeMerging(w);
       k = want.k;
       while (k < kNumOrders && free_[k].empty()) ++k;
     }
@@ -393,14 +451,20 @@ class PageHeap {
 
   // Takes the blocks idle for longer than the decay time off the free
   // lists, for ReleaseDetached, until `budget` resident bytes (the block
-  // that reaches it included); when the budget runs out, the next check is
-  // due at once. Lock held. False when nothing can be idle that long yet
-  // (or ever); else *cutoff is the latest free time that is.
-  bool DetachIdleLocked(uint64_t now, uint64_t* cutoff, size_t budget = SIZE_MAX) {
+  // that reaches it included; the bytes taken go to *taken if not null);
+  // when the budget runs out, the next check is due at once, and the next
+  // Alloc makes it too (release_pending_). Lock held. False when nothing
+  // can be idle that long yet (or ever); else *cutoff is the latest free
+  // time that is.
+  bool DetachIdleLocked(uint64_t now, uint64_t* cutoff, size_t* taken, size_t budget = SIZE_MAX) {
     uint64_t period = decay_ms_ > 4 ? uint64_t(decay_ms_) / 4 : 1;
     next_decay_check_ms_ = now + period;
+    release_pending_ = false;
     if (!DecayCutoff(decay_ms_, now, cutoff)) return false;
-    if (!DetachWhereLocked(*cutoff, budget)) next_decay_check_ms_ = now;
+    if (!DetachWhereLocked(*cutoff, budget, taken)) {
+      next_decay_check_ms_ = now;
+      release_pending_ = true;
+    }
     return true;
   }
 
@@ -459,18 +523,26 @@ class PageHeap {
 
   // Takes free blocks whose free_since_ms <= cutoff and that have resident
   // pages off the free lists, for ReleaseDetached, until they hold `budget`
-  // resident bytes. Lock held. False if it stopped at the budget.
-  bool DetachWhereLocked(uint64_t cutoff, size_t budget = SIZE_MAX) {
-    size_t taken = 0;
-    for (unsigned k = 0; k < kNumOrders; ++k) {
+  // resident bytes (added to *taken if not null). Lock held. False if it
+  // stopped at the budget with such blocks left.
+  bool DetachWhereLocked(uint64_t cutoff, size_t budget, size_t* taken) {
+    size_t bytes = 0;
+    bool done = true;
+    for (unsigned k = 0; k < kNumOrders && done; ++k) {
       for (Span* s = free_[k].head; s != nullptr;) {
-        if (taken >= budget) return false;
         Span* next = s->next;
-        if (s->free_since_ms <= cutoff) taken += DetachLocked(s);
+        if (s->free_since_ms <= cutoff && s->clean_pages != s->pages().n) {
+          if (bytes >= budget) {
+            done = false;
+            break;
+          }
+          bytes += DetachLocked(s);
+        }
         s = next;
       }
     }
-    return true;
+    if (taken != nullptr) *taken += bytes;
+    return done;
   }
 
   // Takes free block s off its free list onto releasing_ if it has
@@ -484,11 +556,14 @@ class PageHeap {
     return size_t(pages - s->clean_pages) << kPageShift;
   }
 
-  // Gives the blocks on releasing_ back to the OS one at a time, the lock
-  // dropped around each madvise, and puts each back on the free lists.
-  // Other threads may run it at the same time (each takes its own blocks)
-  // or take waiting blocks back (AllocLocked). Returns the bytes released.
-  size_t ReleaseDetached() {
+  // Gives blocks waiting on releasing_ back to the OS one at a time, the
+  // lock dropped around each madvise, and puts each back on the free
+  // lists, until `limit` bytes went back or none waits. The list is shared:
+  // other threads may run this at the same time, each with its own limit
+  // (what it detached), so that none does much more than its own share,
+  // and allocations may take waiting blocks back (AllocLocked). Returns the
+  // bytes released.
+  size_t ReleaseDetached(size_t limit) {
     size_t released = 0;
     for (Span* s = nullptr;;) {
       {
@@ -502,6 +577,7 @@ class PageHeap {
           s->state = SpanState::kFree;
           InsertFreeMerging(s);
         }
+        if (released >= limit) return released;
         s = releasing_.Pop();
         if (s == nullptr) return released;
         in_flight_.Push(s);
@@ -538,6 +614,7 @@ class PageHeap {
   int64_t decay_ms_ = 0;
   bool use_brk_ = false;
   bool lazy_release_ = false;
+  bool release_pending_ = false;  // a slow path's release stopped at its budget
   std::atomic<bool> purger_{false};
 };
 

@@ -45,7 +45,7 @@ struct Span {
     uintptr_t bump = 0;       // kSmall: first never-handed-out object
     size_t bytes;             // kLarge, kLargeCached: mapping length; kPageObject: usable
   };
-  uint64_t free_since_ms = 0; // kFree, kLargeCached: when it became free (decay)
+  uint64_t free_since_ms = 0; // kFree, kReleasing, kLargeCached: when it became free (decay)
   uint32_t used = 0;          // kSmall: objects out of the span
   uint32_t clean_pages = 0;   // kFree, kReleasing: pages known not resident
   uint32_t generation = 0;    // kSmall, kMixed: this life of the span (NewSpanGeneration)

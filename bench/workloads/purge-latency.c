@@ -28,6 +28,7 @@ static long g_mib = 512, g_size = 65536, g_ms = 1500, g_group = 16, g_pause_us =
 static void *map_array(size_t bytes, int touch) {
   void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) wl_die("mmap(%zu) failed", bytes);
+  (void)madvise(p, bytes, MADV_NOHUGEPAGE); /* resident as written, 4 KiB at a time */
   if (touch) memset(p, 0, bytes);
   return p;
 }
@@ -95,6 +96,7 @@ int main(int argc, char **argv) {
   const double t = wl_now() - t0;
   const long rss_end = wl_rss_kb() - arrays_kb - (long)(calls * sizeof(double) / 1024);
 
+  if (calls == 0) wl_die("no call was timed");
   qsort(lat, calls, sizeof(double), cmp_double);
   printf("objects=%zu calls=%zu p50_us=%.3f p999_us=%.1f max_us=%.0f rss_fill_kb=%ld rss_end_kb=%ld "
          "time_s=%.6f\n",

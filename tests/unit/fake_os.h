@@ -12,7 +12,7 @@
 // Unmap only forgets the range (it is checked against the live mappings:
 // unmapping something never mapped is counted in `bad_unmaps`). Release
 // uses a real MADV_DONTNEED on the region, so released pages read as zero
-// as they do with RealOs, and then runs `on_release` if set: what another
+// as they do with RealOs; it first runs `on_release` if set: what another
 // thread may do while a madvise takes its time.
 //
 // Not thread-safe: the layer tests drive it from one thread.
@@ -129,8 +129,10 @@ class FakeOs {
       ++bad_releases;
       return;
     }
-    madvise(p, bytes, MADV_DONTNEED);
+    // First the hook, so that anything it writes into the block (a bug
+    // handing it out meanwhile) is wiped, and shows.
     if (on_release) on_release(p, bytes);
+    madvise(p, bytes, MADV_DONTNEED);
   }
 
   void NoHugePages(void* p, size_t bytes) { no_huge.emplace_back(p, bytes); }
@@ -190,7 +192,7 @@ class FakeOs {
   size_t grow_break_calls = 0, brk_failures = 0, shrink_break_calls = 0, brk_grown_bytes = 0;
   size_t yields = 0, sleeps = 0;
   std::vector<std::pair<void*, size_t>> no_huge;  // NoHugePages calls
-  std::function<void(void*, size_t)> on_release;  // run inside Release, after the madvise
+  std::function<void(void*, size_t)> on_release;  // run inside Release, before the madvise
   std::string written;
 
  private:

@@ -653,8 +653,12 @@ TEST_F(PageHeapDecay, FreeGivesBackABoundedAmountPerCallAndTheNextFreeGoesOn) {
   EXPECT_EQ(h.os.released_bytes, budget) << "one free, one budget";
   h.heap.Free(small[1]);  // the same millisecond
   EXPECT_EQ(h.os.released_bytes, 2 * budget) << "the next free goes on";
+  Span* extra = h.heap.Alloc(Order{0}, SpanState::kSmall, 1);
+  ASSERT_NE(extra, nullptr);
+  EXPECT_EQ(h.os.released_bytes, 5 * mib.bytes()) << "an allocation goes on too: the last block";
+  h.heap.Free(extra);
   h.heap.Free(small[2]);
-  EXPECT_EQ(h.os.released_bytes, 5 * mib.bytes()) << "the last block";
+  EXPECT_EQ(h.os.released_bytes, 5 * mib.bytes()) << "nothing left";
   PageHeapStats st = h.heap.Stats();
   EXPECT_EQ(st.free_pages - st.released_pages, 3u) << "only the small blocks freed just now";
   h.heap.Free(small[3]);
@@ -770,6 +774,7 @@ TEST_F(PageHeapDecay, PagesGoBackWithTheLockDroppedAndTheHeapStaysUsable) {
     PageHeapStats st = h.heap.Stats();
     // The block under madvise counts as resident until its madvise returns.
     EXPECT_EQ(st.free_pages - st.released_pages, (5 - calls) * 16) << "blocks on their way still count as free";
+    EXPECT_EQ(h.heap.HoldsResidentFree(), calls < 4) << "blocks still waiting are work for the purger";
     Span* s = h.heap.Alloc(Order{0}, SpanState::kSmall, 1);
     EXPECT_NE(s, nullptr) << "another thread allocates meanwhile";
     if (s != nullptr) taken.push_back(s);
@@ -819,6 +824,87 @@ TEST_F(PageHeapDecay, BlocksWaitingForReleaseAreTakenBackRatherThanGrowing) {
   h.heap.Free(q[1]);
   h.heap.Free(q[3]);
   EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+// An allocation that finds nothing free takes back waiting blocks one at a
+// time, only until one fits: the rest still go back.
+TEST_F(PageHeapDecay, AnAllocationTakesBackOnlyTheWaitingBlocksItNeeds) {
+  std::vector<Span*> spans;
+  for (size_t i = 0; i < (size_t{1} << kMaxOrder) / 16; ++i) {  // the whole chunk, in blocks of 16 pages
+    spans.push_back(h.heap.Alloc(Order{4}, SpanState::kSmall, 1));
+  }
+  ASSERT_EQ(h.heap.Stats().free_pages, 0u);
+  for (int i = 0; i < 8; i += 2) h.heap.Free(spans[i]);  // four blocks, no two of them buddies
+  const size_t maps = h.os.maps;
+  Span* got = nullptr;
+  h.os.on_release = [&](void*, size_t) {
+    if (got != nullptr) return;
+    if (h.heap.lock().IsLocked()) return ADD_FAILURE() << "madvise with the page heap's lock held";
+    got = h.heap.Alloc(Order{0}, SpanState::kSmall, 1);
+  };
+  EXPECT_EQ(h.heap.ReleaseAll(), 3 * 16 * kPageSize) << "three of the four blocks went back";
+  h.os.on_release = nullptr;
+  ASSERT_NE(got, nullptr);
+  EXPECT_EQ(h.os.maps, maps);
+  EXPECT_EQ(h.os.releases, 3u);
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.free_pages - st.released_pages, 15u) << "what is left of the block taken back";
+  EXPECT_TRUE(h.Checked());
+  h.heap.Free(got);
+  for (size_t i = 0; i < spans.size(); ++i) {
+    if (i >= 8 || i % 2 == 1) h.heap.Free(spans[i]);
+  }
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+// Threads that give pages back at the same time each give back about what
+// they took off the free lists, not the whole shared list: a large malloc
+// that releases a few idle blocks (the exchange) while the purger gives
+// back 512 MiB must not end up doing the purger's work.
+TEST_F(PageHeapDecay, EachReleaserGivesBackItsShareNotTheWholeList) {
+  std::vector<Span*> spans;
+  for (int i = 0; i < 10; ++i) spans.push_back(h.heap.Alloc(Order{4}, SpanState::kSmall, 1));
+  for (int i = 0; i < 8; i += 2) h.heap.Free(spans[i]);  // four idle blocks for the purger
+  size_t nested = SIZE_MAX;
+  bool inside = false;
+  h.os.on_release = [&](void*, size_t) {
+    if (inside || nested != SIZE_MAX) return;
+    if (h.heap.lock().IsLocked()) return ADD_FAILURE() << "madvise with the page heap's lock held";
+    inside = true;
+    h.heap.Free(spans[8]);  // another thread frees a block and releases it
+    const size_t before = h.os.releases;
+    EXPECT_EQ(h.heap.ReleaseIdleBytes(kPageSize, h.os.now_ms), 16 * kPageSize);
+    nested = h.os.releases - before;
+    inside = false;
+  };
+  EXPECT_EQ(h.heap.ReleaseAll(), 4 * 16 * kPageSize) << "the purger's own four blocks";
+  h.os.on_release = nullptr;
+  EXPECT_EQ(nested, 1u) << "the other thread released its block only";
+  EXPECT_EQ(h.os.releases, 5u);
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.released_pages, st.free_pages);
+  EXPECT_TRUE(h.Checked());
+}
+
+// A whole free chunk waiting to be released still goes when an allocation
+// failure asks for address space back (UnmapFreeChunks).
+TEST_F(PageHeapDecay, AWholeChunkWaitingForReleaseCanStillBeUnmapped) {
+  Span* a = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+  Span* b = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
+  ASSERT_TRUE(a != nullptr && b != nullptr);
+  h.heap.Free(a);
+  h.heap.Free(b);
+  size_t unmapped = SIZE_MAX;
+  h.os.on_release = [&](void*, size_t) {
+    if (unmapped != SIZE_MAX) return;
+    if (h.heap.lock().IsLocked()) return ADD_FAILURE() << "madvise with the page heap's lock held";
+    unmapped = h.heap.UnmapFreeChunks();
+  };
+  EXPECT_EQ(h.heap.ReleaseAll(), kChunkSize) << "one chunk went back; the other was unmapped meanwhile";
+  h.os.on_release = nullptr;
+  EXPECT_EQ(unmapped, kChunkSize);
+  EXPECT_EQ(h.heap.Stats().chunks, 1u);
+  EXPECT_TRUE(h.Checked());
 }
 
 // fork() while another thread gives pages back: in the child, that thread
