@@ -207,9 +207,9 @@ class PageHeap {
     if (decay_ms_ == 0) return true;
     return decay_ms_ > 0 && now >= next_decay_check_ms_ && !purger_.load(std::memory_order_relaxed);
   }
-  // Out of line, as Finish: Free is inlined where spans go back to the page
-  // heap, and a release is rare there (xmalloc-test: 20% slower with both
-  // inlined, its threads passing spans back and forth).
+  // Out of line, as Finish: a release is rare on the paths that call Free
+  // and Alloc, which stay short (the same instructions run; xmalloc-test,
+  // its threads passing spans back and forth, measured within its noise).
   STRATA_NOINLINE Release SlowPathDetachLocked(uint64_t now) {
     Release r;
     size_t taken = 0;
