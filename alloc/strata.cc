@@ -503,6 +503,9 @@ void* LargeAlloc(size_t size, size_t align, size_t* dirty) {
 
 std::atomic<const ForeignAllocator*> g_foreign{nullptr};  // SetForeignAllocator
 
+// The allocator that pointers strata does not own go to; nullptr: none.
+const ForeignAllocator* Foreign() { return g_foreign.load(std::memory_order_acquire); }
+
 // realloc of a foreign block: moved into a block of strata's.
 STRATA_COLD void* ReallocForeign(const ForeignAllocator* f, void* p, size_t size) {
   void* q = Malloc(size);
@@ -682,7 +685,7 @@ void FreeSlow(void* p) {
       FreeMixed(p, m);
       return MaybeStartBackground();
     }
-    if (const ForeignAllocator* f = g_foreign.load(std::memory_order_acquire)) return f->free(p);
+    if (const ForeignAllocator* f = Foreign()) return f->free(p);
     InvalidPointer("free", p);
   }
   if (s->state == SpanState::kLarge) {
@@ -726,7 +729,7 @@ size_t UsableSize(const void* p) {
   Span* s = WholeSpanOf(p);
   if (s == nullptr) {
     if (const Span* m = MixedSpanOf(p)) return MixedObjectBytes("malloc_usable_size", p, m);
-    if (const ForeignAllocator* f = g_foreign.load(std::memory_order_acquire)) {
+    if (const ForeignAllocator* f = Foreign()) {
       return f->usable_size(const_cast<void*>(p));
     }
     InvalidPointer("malloc_usable_size", p);
@@ -775,7 +778,7 @@ void* Realloc(void* p, size_t size) {
     // like any other), or not ours.
     const Span* m = MixedSpanOf(p);
     if (m == nullptr) {
-      if (const ForeignAllocator* f = g_foreign.load(std::memory_order_acquire)) {
+      if (const ForeignAllocator* f = Foreign()) {
         return ReallocForeign(f, p, size);
       }
       InvalidPointer("realloc", p);

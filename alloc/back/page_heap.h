@@ -193,51 +193,6 @@ class PageHeap {
     ReturnListLocked(&in_flight_);
   }
 
- private:
-  // What a free or allocation path left to do once the lock is dropped.
-  struct Release {
-    size_t bytes = 0;  // detached, to release (0: nothing)
-    bool shrink = false;
-    uint64_t cutoff = 0;
-  };
-
-  // Whether a free or allocation path has memory to give back now (see
-  // Free). Lock held.
-  bool SlowPathReleaseDue(uint64_t now) const {
-    if (decay_ms_ == 0) return true;
-    return decay_ms_ > 0 && now >= next_decay_check_ms_ && !purger_.load(std::memory_order_relaxed);
-  }
-  // Out of line, as Finish: a release is rare on the paths that call Free
-  // and Alloc, which stay short (the same instructions run; xmalloc-test,
-  // its threads passing spans back and forth, measured within its noise).
-  STRATA_NOINLINE Release SlowPathDetachLocked(uint64_t now) {
-    Release r;
-    size_t taken = 0;
-    if (!DetachIdleLocked(now, &r.cutoff, &taken, decay_ms_ == 0 ? SIZE_MAX : kFreePathReleaseBytes)) return r;
-    r.bytes = taken;
-    r.shrink = use_brk_;
-    return r;
-  }
-  STRATA_NOINLINE void Finish(const Release& r) {
-    if (r.bytes != 0) ReleaseDetached(r.bytes);
-    if (r.shrink) ShrinkBreak(r.cutoff);
-  }
-
-  void FreeLocked(Span* s, uint64_t now) {
-    map_->ClearClass(s->start, s->pages());
-    used_pages_ -= s->pages().n;
-    s->state = SpanState::kFree;
-    s->cls = 0;
-    s->freelist = nullptr;
-    s->bump = 0;  // and bytes: they share a word
-    s->used = 0;
-    s->clean_pages = 0;
-    s->free_since_ms = now;
-    InsertFreeMerging(s);
-  }
-
- public:
-
   // Pages handed out since the last call that were not resident (released
   // or never touched): what the heap's growth costs in RSS, for the
   // exchange with the large cache (alloc/strata.cc). Counted only while
@@ -341,18 +296,64 @@ class PageHeap {
     bool from_brk;
   };
 
-  Span* AllocLocked(Order want, bool may_grow) {
+  // What a free or allocation path left to do once the lock is dropped.
+  struct Release {
+    size_t bytes = 0;  // detached, to release (0: nothing)
+    bool shrink = false;
+    uint64_t cutoff = 0;
+  };
+
+  // Whether a free or allocation path has memory to give back now (see
+  // Free). Lock held.
+  bool SlowPathReleaseDue(uint64_t now) const {
+    if (decay_ms_ == 0) return true;
+    return decay_ms_ > 0 && now >= next_decay_check_ms_ && !purger_.load(std::memory_order_relaxed);
+  }
+  // Out of line, as Finish: a release is rare on the paths that call Free
+  // and Alloc, which stay short (the same instructions run; xmalloc-test,
+  // its threads passing spans back and forth, measured within its noise).
+  STRATA_NOINLINE Release SlowPathDetachLocked(uint64_t now) {
+    Release r;
+    size_t taken = 0;
+    if (!DetachIdleLocked(now, &r.cutoff, &taken, decay_ms_ == 0 ? SIZE_MAX : kFreePathReleaseBytes)) return r;
+    r.bytes = taken;
+    r.shrink = use_brk_;
+    return r;
+  }
+  STRATA_NOINLINE void Finish(const Release& r) {
+    if (r.bytes != 0) ReleaseDetached(r.bytes);
+    if (r.shrink) ShrinkBreak(r.cutoff);
+  }
+
+  void FreeLocked(Span* s, uint64_t now) {
+    map_->ClearClass(s->start, s->pages());
+    used_pages_ -= s->pages().n;
+    s->state = SpanState::kFree;
+    s->cls = 0;
+    s->freelist = nullptr;
+    s->bump = 0;  // and bytes: they share a word
+    s->used = 0;
+    s->clean_pages = 0;
+    s->free_since_ms = now;
+    InsertFreeMerging(s);
+  }
+
+  // The smallest order of at least `want` with a free block; kNumOrders if
+  // none. Lock held.
+  unsigned FirstFitLocked(Order want) const {
     unsigned k = want.k;
     while (k < kNumOrders && free_[k].empty()) ++k;
+    return k;
+  }
+
+  Span* AllocLocked(Order want, bool may_grow) {
+    unsigned k = FirstFitLocked(want);
     // Blocks wait to go back to the OS (another thread gives them back
     // with the lock dropped): take them back, one at a time, until one
     // fits, rather than grow the heap.
     while (k == kNumOrders && !releasing_.empty()) {
-      Span* w = releasing_.Pop();
-      w->state = SpanState::kFree;
-      InsertFreeMerging(w);
-      k = want.k;
-      while (k < kNumOrders && free_[k].empty()) ++k;
+      ReturnLocked(releasing_.Pop());
+      k = FirstFitLocked(want);
     }
     if (k == kNumOrders) {
       if (!may_grow || !GrowLocked()) return nullptr;
@@ -582,8 +583,7 @@ class PageHeap {
           s->clean_pages = uint32_t(s->pages().n);
           stats_.released_bytes_total += bytes;
           released += bytes;
-          s->state = SpanState::kFree;
-          InsertFreeMerging(s);
+          ReturnLocked(s);
         }
         if (released >= limit) return released;
         s = releasing_.Pop();
@@ -594,13 +594,14 @@ class PageHeap {
     }
   }
 
-  // Puts the blocks of a release list back on the free lists, pages as
-  // resident as they were. Lock held.
+  // Puts a block off the free lists (kReleasing) back on them, merged,
+  // pages as resident as they are recorded. Lock held.
+  void ReturnLocked(Span* s) {
+    s->state = SpanState::kFree;
+    InsertFreeMerging(s);
+  }
   void ReturnListLocked(SpanList* list) {
-    while (Span* s = list->Pop()) {
-      s->state = SpanState::kFree;
-      InsertFreeMerging(s);
-    }
+    while (Span* s = list->Pop()) ReturnLocked(s);
   }
 
   Os* os_ = nullptr;

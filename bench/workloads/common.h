@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,6 +71,19 @@ static inline uint64_t wl_rng_below(wl_rng *r, uint64_t n) {
 /* uniform in [lo, hi] */
 static inline uint64_t wl_rng_range(wl_rng *r, uint64_t lo, uint64_t hi) {
   return lo + wl_rng_below(r, hi - lo + 1);
+}
+
+/* ---- arrays outside the heap under test ---- */
+/* An array the harness keeps its own pointers or numbers in: mmap'd, so it
+ * is not the allocator's, and off huge pages, so that its RSS grows 4 KiB
+ * at a time as it is written. With `touch`, every page is written now, so
+ * that it is resident before RSS readings that subtract it. */
+static inline void *wl_map_array(size_t bytes, int touch) {
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) wl_die("mmap(%zu) failed", bytes);
+  (void)madvise(p, bytes, MADV_NOHUGEPAGE);
+  if (touch) memset(p, 0, bytes);
+  return p;
 }
 
 /* ---- time ---- */

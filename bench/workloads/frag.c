@@ -21,15 +21,6 @@
 static long g_mib = 256, g_a = 64, g_b = 200, g_free_pct = 90, g_wait_ms = 1000,
             g_seed = 1;
 
-static void *map_array(size_t bytes) {
-  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) wl_die("mmap(%zu) failed", bytes);
-  (void)madvise(p, bytes, MADV_NOHUGEPAGE); /* keep its RSS exact */
-  memset(p, 0, bytes);
-  return p;
-}
-
 static long max_l(long a, long b) { return a > b ? a : b; }
 
 int main(int argc, char **argv) {
@@ -51,9 +42,9 @@ int main(int argc, char **argv) {
   if (n1 > UINT32_MAX) wl_die("too many objects");
 
   const long rss_base = wl_rss_kb();
-  void **p1 = (void **)map_array(n1 * sizeof(void *));
-  uint32_t *perm = (uint32_t *)map_array(n1 * sizeof(uint32_t));
-  void **p2 = (void **)map_array((n2 + 1) * sizeof(void *));
+  void **p1 = (void **)wl_map_array(n1 * sizeof(void *), 1);
+  uint32_t *perm = (uint32_t *)wl_map_array(n1 * sizeof(uint32_t), 1);
+  void **p2 = (void **)wl_map_array((n2 + 1) * sizeof(void *), 1);
   const long arrays_kb = wl_rss_kb() - rss_base;
 
   wl_rng rng;

@@ -23,16 +23,6 @@
 
 static long g_mib = 512, g_size = 65536, g_ms = 1500, g_group = 16, g_pause_us = 100;
 
-/* Pre-touched when asked, so that its pages are resident before the RSS
- * readings that subtract it. */
-static void *map_array(size_t bytes, int touch) {
-  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) wl_die("mmap(%zu) failed", bytes);
-  (void)madvise(p, bytes, MADV_NOHUGEPAGE); /* resident as written, 4 KiB at a time */
-  if (touch) memset(p, 0, bytes);
-  return p;
-}
-
 static int cmp_double(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -52,13 +42,13 @@ int main(int argc, char **argv) {
   const size_t page = 4096;
 
   const long rss_base = wl_rss_kb();
-  void **objs = (void **)map_array(n * sizeof(void *), 1);
+  void **objs = (void **)wl_map_array(n * sizeof(void *), 1);
   const long arrays_kb = wl_rss_kb() - rss_base;
   /* Room for one call per microsecond of the phase, more than any
    * allocator makes with the pauses; only what is written becomes
    * resident (2 MiB for 250,000 calls, after the RSS readings). */
   const size_t cap = (size_t)g_ms * 1000;
-  double *lat = (double *)map_array(cap * sizeof(double), 0);
+  double *lat = (double *)wl_map_array(cap * sizeof(double), 0);
 
   for (size_t i = 0; i < n; i++) {
     unsigned char *p = (unsigned char *)wl_check_alloc(malloc((size_t)g_size), (size_t)g_size, "malloc");

@@ -493,6 +493,15 @@ TEST(PageHeapBrk, SmallBlocksFromBreakChunks) {
   EXPECT_TRUE(AllFreeAndMerged(h));
 }
 
+// For FakeOs's on_release hooks: false, with a failure, when the page
+// heap's lock is held during a madvise (a hook that allocated then would
+// spin for ever on it).
+bool LockDropped(FakeHeap& h) {
+  if (!h.heap.lock().IsLocked()) return true;
+  ADD_FAILURE() << "madvise with the page heap's lock held";
+  return false;
+}
+
 // "When STRATA_SOURCE=brk, the break shrinks when its top is free" (issue
 // 8), once the top chunks have been idle for the decay time. Their pages go
 // back first, with the lock dropped; then the break shrinks under the lock
@@ -512,7 +521,7 @@ TEST(PageHeapBrk, TheBreakShrinksWhenItsTopChunksAreIdleAfterTheirPagesWentBack)
   h.heap.Free(mid);
   size_t shrinks_seen = SIZE_MAX;
   h.os.on_release = [&](void*, size_t) {
-    if (h.heap.lock().IsLocked()) ADD_FAILURE() << "madvise with the page heap's lock held";
+    LockDropped(h);
     if (shrinks_seen == SIZE_MAX) shrinks_seen = h.os.shrink_break_calls;
   };
   h.os.now_ms += 999;
@@ -768,8 +777,7 @@ TEST_F(PageHeapDecay, PagesGoBackWithTheLockDroppedAndTheHeapStaysUsable) {
   std::vector<Span*> taken;
   h.os.on_release = [&](void*, size_t) {
     ++calls;
-    // (Allocating with the lock held would spin for ever: fail instead.)
-    if (h.heap.lock().IsLocked()) return ADD_FAILURE() << "madvise with the page heap's lock held";
+    if (!LockDropped(h)) return;
     EXPECT_TRUE(h.Checked()) << "between two releases";
     PageHeapStats st = h.heap.Stats();
     // The block under madvise counts as resident until its madvise returns.
@@ -808,7 +816,7 @@ TEST_F(PageHeapDecay, BlocksWaitingForReleaseAreTakenBackRatherThanGrowing) {
   uintptr_t in_flight = 0;
   h.os.on_release = [&](void* p, size_t) {
     if (got != nullptr) return;
-    if (h.heap.lock().IsLocked()) return ADD_FAILURE() << "madvise with the page heap's lock held";
+    if (!LockDropped(h)) return;
     in_flight = uintptr_t(p);
     got = h.heap.Alloc(quarter, SpanState::kPageObject, 0);
   };
@@ -839,7 +847,7 @@ TEST_F(PageHeapDecay, AnAllocationTakesBackOnlyTheWaitingBlocksItNeeds) {
   Span* got = nullptr;
   h.os.on_release = [&](void*, size_t) {
     if (got != nullptr) return;
-    if (h.heap.lock().IsLocked()) return ADD_FAILURE() << "madvise with the page heap's lock held";
+    if (!LockDropped(h)) return;
     got = h.heap.Alloc(Order{0}, SpanState::kSmall, 1);
   };
   EXPECT_EQ(h.heap.ReleaseAll(), 3 * 16 * kPageSize) << "three of the four blocks went back";
@@ -869,7 +877,7 @@ TEST_F(PageHeapDecay, EachReleaserGivesBackItsShareNotTheWholeList) {
   bool inside = false;
   h.os.on_release = [&](void*, size_t) {
     if (inside || nested != SIZE_MAX) return;
-    if (h.heap.lock().IsLocked()) return ADD_FAILURE() << "madvise with the page heap's lock held";
+    if (!LockDropped(h)) return;
     inside = true;
     h.heap.Free(spans[8]);  // another thread frees a block and releases it
     const size_t before = h.os.releases;
@@ -897,7 +905,7 @@ TEST_F(PageHeapDecay, AWholeChunkWaitingForReleaseCanStillBeUnmapped) {
   size_t unmapped = SIZE_MAX;
   h.os.on_release = [&](void*, size_t) {
     if (unmapped != SIZE_MAX) return;
-    if (h.heap.lock().IsLocked()) return ADD_FAILURE() << "madvise with the page heap's lock held";
+    if (!LockDropped(h)) return;
     unmapped = h.heap.UnmapFreeChunks();
   };
   EXPECT_EQ(h.heap.ReleaseAll(), kChunkSize) << "one chunk went back; the other was unmapped meanwhile";
@@ -917,7 +925,7 @@ TEST_F(PageHeapDecay, AForkedChildGetsBackTheBlocksBeingReleased) {
   int status = -1;
   h.os.on_release = [&](void*, size_t) {
     if (status != -1) return;
-    if (h.heap.lock().IsLocked()) return ADD_FAILURE() << "madvise with the page heap's lock held";
+    if (!LockDropped(h)) return;
     pid_t pid = fork();
     if (pid == 0) {
       // The child: no gtest here, only an exit code.
