@@ -169,10 +169,13 @@ class PageHeap {
     }
     return false;
   }
-  // Release every free page now. Returns bytes newly released.
-  // With brk, blocks under another thread's madvise are waited for, before
-  // and after, so that a whole free chunk at the top of the break goes too
-  // (an allocation that failed under RLIMIT_AS retries after this).
+  // Release every free page now. Returns bytes newly released (by this
+  // call). When it returns, every page free when it was called has gone
+  // back: blocks under another thread's madvise (the purger's) are waited
+  // for, so that the statistics read after strata_release() show no
+  // resident free page. With brk they are waited for before too, so that a
+  // whole free chunk at the top of the break goes (an allocation that
+  // failed under RLIMIT_AS retries after this).
   size_t ReleaseAll() {
     if (use_brk_) AwaitOthersReleases();
     {
@@ -180,7 +183,7 @@ class PageHeap {
       DetachWhereLocked(UINT64_MAX, SIZE_MAX, nullptr);
     }
     const size_t released = ReleaseDetached(SIZE_MAX);
-    if (use_brk_) AwaitOthersReleases();
+    AwaitOthersReleases();
     return released + ShrinkBreak(UINT64_MAX);
   }
 
@@ -266,11 +269,15 @@ class PageHeap {
   }
 
   // Puts blocks waiting for release back on the free lists, and waits
-  // (yielding, a bounded number of times) until no block is under another
-  // thread's madvise (a fraction of a millisecond each): after it, every
+  // until no block is under another thread's madvise (a fraction of a
+  // millisecond each, unless that thread is descheduled): after it, every
   // free block is on the free lists, where UnmapFreeChunks and
-  // ShrinkBreakLocked look for whole free chunks.
-  static constexpr int kAwaitReleaseTries = 1000;
+  // ShrinkBreakLocked look for whole free chunks. Yields at first, then
+  // sleeps; gives up after about a second (kAwaitReleaseTries sleeps of
+  // ~50 us), so that a signal handler that allocates during its own
+  // thread's madvise cannot hang on it.
+  static constexpr int kAwaitReleaseYields = 64;
+  static constexpr int kAwaitReleaseTries = kAwaitReleaseYields + 20000;
   void AwaitOthersReleases() {
     for (int tries = 0;; ++tries) {
       {
@@ -278,7 +285,11 @@ class PageHeap {
         ReturnListLocked(&releasing_);
         if (in_flight_.empty() || tries == kAwaitReleaseTries) return;
       }
-      os_->Yield();
+      if (tries < kAwaitReleaseYields) {
+        os_->Yield();
+      } else {
+        os_->SleepShort();
+      }
     }
   }
 

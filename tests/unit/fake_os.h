@@ -15,11 +15,13 @@
 // as they do with RealOs; it first runs `on_release` if set: what another
 // thread may do while a madvise takes its time.
 //
-// Not thread-safe: the layer tests drive it from one thread.
+// Not thread-safe: the layer tests drive it from one thread (a test with a
+// second thread keeps their calls ordered, and sets `real_sleeps`).
 #pragma once
 
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <functional>
@@ -158,7 +160,10 @@ class FakeOs {
 
   uint64_t NowMs() { return now_ms; }
   void Yield() { ++yields; }
-  void SleepShort() { ++sleeps; }
+  void SleepShort() {
+    ++sleeps;
+    if (real_sleeps) usleep(50);
+  }
   size_t ResidentBytes() { return 0; }
   void Write(int /*fd*/, const char* buf, size_t len) { written.append(buf, len); }
 
@@ -193,6 +198,7 @@ class FakeOs {
   size_t yields = 0, sleeps = 0;
   std::vector<std::pair<void*, size_t>> no_huge;  // NoHugePages calls
   std::function<void(void*, size_t)> on_release;  // run inside Release, before the madvise
+  bool real_sleeps = false;  // SleepShort sleeps: for a test with a second thread
   std::string written;
 
  private:

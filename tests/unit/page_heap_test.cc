@@ -6,8 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <map>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "alloc/middle/size_class.h"
@@ -891,6 +893,37 @@ TEST_F(PageHeapDecay, EachReleaserGivesBackItsShareNotTheWholeList) {
   EXPECT_EQ(h.os.releases, 5u);
   PageHeapStats st = h.heap.Stats();
   EXPECT_EQ(st.released_pages, st.free_pages);
+  EXPECT_TRUE(h.Checked());
+}
+
+// strata_release() while the purger has a block under madvise (its lock
+// dropped): ReleaseAll waits for that block, so that when it returns every
+// page free at its call has gone back. Two real threads; the purger's
+// madvise takes 20 ms here, the wait gives up only after about a second.
+TEST_F(PageHeapDecay, ReleaseAllWaitsForABlockAnotherThreadIsReleasing) {
+  std::vector<Span*> spans;
+  for (int i = 0; i < 8; ++i) spans.push_back(h.heap.Alloc(Order{4}, SpanState::kSmall, 1));
+  h.heap.set_purger(true);  // the frees leave their blocks to it
+  for (int i = 0; i < 8; i += 2) h.heap.Free(spans[i]);
+  h.os.real_sleeps = true;
+  std::atomic<bool> in_flight{false};
+  std::atomic<bool> first{true};
+  h.os.on_release = [&](void*, size_t) {
+    if (!first.exchange(false)) return;
+    if (!LockDropped(h)) return;
+    in_flight.store(true);
+    usleep(20 * 1000);
+  };
+  std::thread purger([&] { h.heap.ReleaseAll(); });
+  while (!in_flight.load()) usleep(100);
+  h.heap.ReleaseAll();
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.released_pages, st.free_pages) << "returned while the purger's block was still in flight";
+  purger.join();
+  h.os.on_release = nullptr;
+  h.os.real_sleeps = false;
+  h.heap.set_purger(false);
+  EXPECT_EQ(h.os.releases, 4u);
   EXPECT_TRUE(h.Checked());
 }
 
