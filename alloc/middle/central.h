@@ -203,48 +203,11 @@ class CentralList {
     SpanList to_release;
     {
       LockGuard g(lock_);
-      void* o = head;
-      for (int i = 0; i < n; ++i) {
-        void* next = *static_cast<void**>(o);
-        Span* s = heap_->map()->SpanOf(uintptr_t(o));
-        if (STRATA_UNLIKELY(s->state == SpanState::kMixed)) {
-          --mixed_objects_;
-          NoteBackInPoolLocked();
-          if (mixed_->Free(s, o, size_)) to_release.Push(s);
-          o = next;
-          continue;
-        }
-        if (STRATA_UNLIKELY(s->used == 0)) {
-          // Every object of the span is already free: this one was freed
-          // twice. Cheap to see here, fatal to let through.
-          Fatalf("double free of %p (size class %u, %u bytes)", o, unsigned(cls_), unsigned(size_));
-        }
-        *static_cast<void**>(o) = s->freelist;
-        s->freelist = o;
-        --s->used;
-        if (s->used == 0) {
-          Unlist(s);
-          if (empty_.count < MaxEmptySpans(cls_)) {
-            empty_.Push(s);
-            s->on_list = kOnEmpty;
-          } else {
-            ++span_frees_;
-            --spans_;
-            to_release.Push(s);
-          }
-        } else if (STRATA_UNLIKELY(s->used <= mix_at_or_below_) && MixLocked(s)) {
-          // handed to the mixed pool
-        } else if (s->on_list != BucketMark(s->used)) {
-          Unlist(s);
-          ListPartial(s);
-        }
-        o = next;
-      }
+      ReturnToSpansLocked(head, n, &to_release);
       if (counted_out) CountOutLocked(-n);
     }
     while (Span* s = to_release.Pop()) heap_->Free(s);
   }
-
   enum class ObjectState { kLive, kFree, kNeverHandedOut };
   // Where `o` (the start of an object of this class) stands: handed out,
   // free in its span, or beyond what the span ever handed out. Walks the
@@ -282,18 +245,25 @@ class CentralList {
     }
     // One batch at a time: the lock is not held over the spans' updates of
     // all of them, and no stack holds them all. Once a thread uses the
-    // cache again, the rest stays for the threads.
+    // cache again, the rest stays for the threads. A batch goes from the
+    // cache into its spans under one hold of the lock: with the lock
+    // dropped in between, its objects were in neither (a snapshot counted
+    // them free in their spans, and mixing decided on that), and a fork()
+    // there lost them in the child, where the purger's thread does not
+    // exist: their spans could never empty again.
     for (; n > 0; --n) {
-      void* batch[kMaxBatch];
+      SpanList to_release;
       {
         LockGuard g(lock_);
         if (transfer_n_ == 0 || (!force && transfer_uses_ != transfer_uses_seen_)) return;
+        void* batch[kMaxBatch];
         PopBatchLocked(batch);
+        void* head;
+        void* tail;
+        Chain(batch, batch_, &head, &tail);
+        ReturnToSpansLocked(head, batch_, &to_release);
       }
-      void* head;
-      void* tail;
-      Chain(batch, batch_, &head, &tail);
-      ReturnToSpans(head, batch_, /*counted_out=*/false);
+      while (Span* s = to_release.Pop()) heap_->Free(s);
     }
   }
 
@@ -340,6 +310,48 @@ class CentralList {
   SpinLock& lock() { return lock_; }
 
  private:
+  // ReturnToSpans, lock held: spans left empty beyond what the list keeps go to
+  // `to_release`, for the page heap once the lock is dropped.
+  void ReturnToSpansLocked(void* head, int n, SpanList* to_release) {
+    void* o = head;
+    for (int i = 0; i < n; ++i) {
+      void* next = *static_cast<void**>(o);
+      Span* s = heap_->map()->SpanOf(uintptr_t(o));
+      if (STRATA_UNLIKELY(s->state == SpanState::kMixed)) {
+        --mixed_objects_;
+        NoteBackInPoolLocked();
+        if (mixed_->Free(s, o, size_)) to_release->Push(s);
+        o = next;
+        continue;
+      }
+      if (STRATA_UNLIKELY(s->used == 0)) {
+        // Every object of the span is already free: this one was freed
+        // twice. Cheap to see here, fatal to let through.
+        Fatalf("double free of %p (size class %u, %u bytes)", o, unsigned(cls_), unsigned(size_));
+      }
+      *static_cast<void**>(o) = s->freelist;
+      s->freelist = o;
+      --s->used;
+      if (s->used == 0) {
+        Unlist(s);
+        if (empty_.count < MaxEmptySpans(cls_)) {
+          empty_.Push(s);
+          s->on_list = kOnEmpty;
+        } else {
+          ++span_frees_;
+          --spans_;
+          to_release->Push(s);
+        }
+      } else if (STRATA_UNLIKELY(s->used <= mix_at_or_below_) && MixLocked(s)) {
+        // handed to the mixed pool
+      } else if (s->on_list != BucketMark(s->used)) {
+        Unlist(s);
+        ListPartial(s);
+      }
+      o = next;
+    }
+  }
+
   static constexpr unsigned kBuckets = 4;
 
   // RemoveRange's work when the transfer cache has no batch for it.
@@ -478,8 +490,9 @@ class CentralList {
   }
 
   // Objects out of this class's own spans: handed out or in the transfer
-  // cache, and not in a mixed span. Clamped: while DrainIdle moves a batch
-  // its mixed objects are counted neither out nor in the transfer cache.
+  // cache, and not in a mixed span. Clamped: while ReturnToSpansLocked
+  // walks a batch drained from the transfer cache, the batch's objects in
+  // mixed spans not reached yet are counted neither out nor in the cache.
   uint64_t InOwnSpansLocked() const {
     const uint64_t counted = objects_out_ + uint64_t(transfer_n_) * batch_;
     return counted > mixed_objects_ ? counted - mixed_objects_ : 0;
