@@ -47,8 +47,13 @@ STRATA_API void *strata_aligned_alloc(size_t alignment, size_t size);
 /* Bytes usable at ptr (at least the size requested); 0 for NULL. */
 STRATA_API size_t strata_usable_size(const void *ptr);
 
-/* Return free memory to the operating system now (flushing the calling
- * thread's cache first). Returns the number of bytes released. */
+/* Return free memory to the operating system now: the calling thread's
+ * cache is flushed, then empty spans, cached large mappings and free pages
+ * go back. Pages the background thread was giving back at the time are
+ * waited for (up to about a second), so that, unless other threads free
+ * meanwhile, the statistics read after it show no resident free page.
+ * Returns the number of bytes this call released. Objects cached by other
+ * threads stay with them. */
 STRATA_API size_t strata_release(void);
 
 /* Statistics. strata_stats_json writes one JSON document (described in
