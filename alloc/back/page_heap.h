@@ -61,6 +61,19 @@ struct PageHeapStats {
 template <class Os>
 class PageHeap {
  public:
+  // What a free or allocation path left to do once the lock is dropped.
+  struct Release {
+    size_t bytes = 0;  // detached, to release (0: nothing)
+    bool shrink = false;
+    uint64_t cutoff = 0;
+    bool empty() const { return bytes == 0 && !shrink; }
+    void Add(const Release& r) {
+      bytes += r.bytes;
+      shrink |= r.shrink;
+      if (r.cutoff > cutoff) cutoff = r.cutoff;
+    }
+  };
+
   // Huge pages. Where transparent huge pages are "always" on, the first
   // touch of a chunk's first page makes a whole 2 MiB resident: a hello
   // world held 5.9 MiB against glibc's 1.5. The first kSmallHeapChunks
@@ -100,23 +113,27 @@ class PageHeap {
   // When a free path's release stopped at its budget (see Free), an
   // allocation goes on with it too.
   STRATA_NOINLINE Span* Alloc(Order order, SpanState state, uint8_t cls, bool may_grow = true) {
-    Span* s;
-    Release r;
-    {
-      LockGuard g(lock_);
-      s = AllocLocked(order, may_grow);
-      if (s != nullptr) {
-        s->state = state;
-        s->cls = cls;
-        map_->Set(s->start, s->pages(), s, cls);
-        used_pages_ += s->pages().n;
-      }
-      if (STRATA_LIKELY(!release_pending_)) return s;
-      const uint64_t now = os_->NowMs();
-      if (!SlowPathReleaseDue(now)) return s;
-      r = SlowPathDetachLocked(now);
+    Release owed;
+    Span* s = AllocHeld(order, state, cls, &owed, may_grow);
+    FinishFree(owed);
+    return s;
+  }
+  // Alloc for a caller that holds a lock of its own (a central list's): the
+  // release it may owe is added to *owed, for FinishFree once the caller
+  // dropped its lock (see FreeHeld).
+  STRATA_NOINLINE Span* AllocHeld(Order order, SpanState state, uint8_t cls, Release* owed,
+                                  bool may_grow = true) {
+    LockGuard g(lock_);
+    Span* s = AllocLocked(order, may_grow);
+    if (s != nullptr) {
+      s->state = state;
+      s->cls = cls;
+      map_->Set(s->start, s->pages(), s, cls);
+      used_pages_ += s->pages().n;
     }
-    Finish(r);
+    if (STRATA_LIKELY(!release_pending_)) return s;
+    const uint64_t now = os_->NowMs();
+    if (SlowPathReleaseDue(now)) owed->Add(SlowPathDetachLocked(now));
     return s;
   }
 
@@ -132,16 +149,21 @@ class PageHeap {
   // to the purger, which runs as often. With STRATA_DECAY_MS=0 each freed
   // block goes back at once (the option's promise), whatever its size.
   static constexpr size_t kFreePathReleaseBytes = size_t{2} << 20;
-  void Free(Span* s) {
-    uint64_t now = os_->NowMs();
-    Release r;
-    {
-      LockGuard g(lock_);
-      FreeLocked(s, now);
-      if (STRATA_LIKELY(!SlowPathReleaseDue(now))) return;
-      r = SlowPathDetachLocked(now);
-    }
-    Finish(r);
+  void Free(Span* s) { FinishFree(FreeHeld(s)); }
+  // Free for a caller that holds a lock of its own (a central list's): the
+  // block is on the free lists when it returns, so that no span is between
+  // owners while the caller's lock is free (see CentralList::FreeSpanLocked).
+  // The release it may owe is returned, for FinishFree once the caller
+  // dropped its lock: no madvise runs under a central list's lock.
+  [[nodiscard]] Release FreeHeld(Span* s) {
+    const uint64_t now = os_->NowMs();
+    LockGuard g(lock_);
+    FreeLocked(s, now);
+    if (STRATA_LIKELY(!SlowPathReleaseDue(now))) return Release{};
+    return SlowPathDetachLocked(now);
+  }
+  void FinishFree(const Release& r) {
+    if (STRATA_UNLIKELY(!r.empty())) Finish(r);
   }
 
   // Release blocks that have been free longer than the decay time.
@@ -188,10 +210,12 @@ class PageHeap {
   }
 
   // In a child after fork(): blocks that a thread of the parent was giving
-  // back go back onto the free lists (that thread does not exist here).
+  // back go back onto the free lists (that thread does not exist here, or
+  // it is this one, forking from a signal handler: see ReleaseDetached).
   // Their pages count as resident unless known released before.
   void ReturnDetachedAfterFork() {
     LockGuard g(lock_);
+    ++forks_;
     ReturnListLocked(&releasing_);
     ReturnListLocked(&in_flight_);
   }
@@ -269,21 +293,26 @@ class PageHeap {
   }
 
   // Puts blocks waiting for release back on the free lists, and waits
-  // until no block is under another thread's madvise (a fraction of a
-  // millisecond each, unless that thread is descheduled): after it, every
-  // free block is on the free lists, where UnmapFreeChunks and
-  // ShrinkBreakLocked look for whole free chunks. Yields at first, then
-  // sleeps; gives up after about a second (kAwaitReleaseTries sleeps of
-  // ~50 us), so that a signal handler that allocates during its own
-  // thread's madvise cannot hang on it.
+  // until the blocks under another thread's madvise when it was called are
+  // back (a fraction of a millisecond each, unless that thread is
+  // descheduled): after it, every block free then is on the free lists,
+  // where UnmapFreeChunks and ShrinkBreakLocked look for whole free chunks.
+  // Blocks that went under madvise after the call are not waited for:
+  // threads that keep releasing (STRATA_DECAY_MS=0) would keep it waiting.
+  // Yields at first, then sleeps; gives up after about a second (8,000
+  // sleeps of 50 us, some 120 us each with the kernel's timer slack), so
+  // that a signal handler that allocates during its own thread's madvise
+  // cannot hang on it.
   static constexpr int kAwaitReleaseYields = 64;
-  static constexpr int kAwaitReleaseTries = kAwaitReleaseYields + 20000;
+  static constexpr int kAwaitReleaseTries = kAwaitReleaseYields + 8000;
   void AwaitOthersReleases() {
+    uint64_t seen = 0;
     for (int tries = 0;; ++tries) {
       {
         LockGuard g(lock_);
+        if (tries == 0) seen = flight_seq_;
         ReturnListLocked(&releasing_);
-        if (in_flight_.empty() || tries == kAwaitReleaseTries) return;
+        if (!InFlightUpToLocked(seen) || tries == kAwaitReleaseTries) return;
       }
       if (tries < kAwaitReleaseYields) {
         os_->Yield();
@@ -307,13 +336,6 @@ class PageHeap {
     bool from_brk;
   };
 
-  // What a free or allocation path left to do once the lock is dropped.
-  struct Release {
-    size_t bytes = 0;  // detached, to release (0: nothing)
-    bool shrink = false;
-    uint64_t cutoff = 0;
-  };
-
   // Whether a free or allocation path has memory to give back now (see
   // Free). Lock held.
   bool SlowPathReleaseDue(uint64_t now) const {
@@ -331,9 +353,13 @@ class PageHeap {
     r.shrink = use_brk_;
     return r;
   }
+  // A slow path's shrink of the break takes only chunks whose pages went
+  // back already (with the lock dropped): the others wait for a later
+  // call's budget. Shrinking resident chunks under the lock had held it
+  // 26 ms for 512 MiB.
   STRATA_NOINLINE void Finish(const Release& r) {
     if (r.bytes != 0) ReleaseDetached(r.bytes);
-    if (r.shrink) ShrinkBreak(r.cutoff);
+    if (r.shrink) ShrinkBreak(r.cutoff, /*clean_only=*/true);
   }
 
   void FreeLocked(Span* s, uint64_t now) {
@@ -411,7 +437,10 @@ class PageHeap {
       uintptr_t chunk = AlignDown(s->start, kChunkSize);
       uintptr_t buddy_start = chunk + ((s->start - chunk) ^ (uintptr_t(kPageSize) << k));
       Span* b = map_->SpanOf(buddy_start);
-      if (b == nullptr || b->state != SpanState::kFree || b->start != buddy_start || b->order != k) {
+      // An atomic read: a buddy in use may be handed to the mixed pool
+      // meanwhile (MixedPool::Adopt, under its class's lock only), from
+      // one in-use state to another; kFree is set under this lock.
+      if (b == nullptr || b->LoadState() != SpanState::kFree || b->start != buddy_start || b->order != k) {
         break;
       }
       free_[k].Remove(b);
@@ -492,10 +521,10 @@ class PageHeap {
   // `cutoff`. After ReleaseDetached: their pages went back with the lock
   // dropped, so that the kernel has little left to do under it. Returns
   // the bytes given back (resident ones only, as everywhere).
-  size_t ShrinkBreak(uint64_t cutoff) {
+  size_t ShrinkBreak(uint64_t cutoff, bool clean_only = false) {
     if (!use_brk_) return 0;
     LockGuard g(lock_);
-    const size_t released = ShrinkBreakLocked(cutoff);
+    const size_t released = ShrinkBreakLocked(cutoff, clean_only);
     stats_.released_bytes_total += released;
     return released;
   }
@@ -520,8 +549,9 @@ class PageHeap {
   }
 
   // Gives the top of the break back to the kernel while it is a whole free
-  // chunk idle since before `cutoff`. Lock held. Returns bytes given back.
-  size_t ShrinkBreakLocked(uint64_t cutoff) {
+  // chunk idle since before `cutoff` (and, with clean_only, whose pages all
+  // went back). Lock held. Returns bytes given back.
+  size_t ShrinkBreakLocked(uint64_t cutoff, bool clean_only) {
     size_t released = 0;
     for (bool again = true; again;) {
       again = false;
@@ -530,6 +560,7 @@ class PageHeap {
         if (!c->from_brk) continue;
         Span* s = WholeFreeChunkLocked(c);
         if (s == nullptr || s->free_since_ms > cutoff) continue;
+        if (clean_only && s->clean_pages != s->pages().n) continue;
         if (!os_->ShrinkBreak(reinterpret_cast<void*>(c->base), kChunkSize)) continue;  // not the top
         released += size_t(kChunkSize) - (size_t(s->clean_pages) << kPageShift);
         DropChunkLocked(c, prev, s);
@@ -583,12 +614,19 @@ class PageHeap {
   // (what it detached), so that none does much more than its own share,
   // and allocations may take waiting blocks back (AllocLocked). Returns the
   // bytes released.
+  //
+  // A fork() while the lock is dropped (from a signal handler that
+  // interrupted this thread's madvise: fork is async-signal-safe) hands the
+  // block back in the child (ReturnDetachedAfterFork), where this thread
+  // then goes on: it must not touch the block again.
   size_t ReleaseDetached(size_t limit) {
     size_t released = 0;
+    uint64_t forks = 0;
     for (Span* s = nullptr;;) {
       {
         LockGuard g(lock_);
         if (s != nullptr) {
+          if (STRATA_UNLIKELY(forks != forks_)) return released;
           in_flight_.Remove(s);
           const size_t bytes = size_t(s->pages().n - s->clean_pages) << kPageShift;
           s->clean_pages = uint32_t(s->pages().n);
@@ -599,10 +637,21 @@ class PageHeap {
         if (released >= limit) return released;
         s = releasing_.Pop();
         if (s == nullptr) return released;
+        s->flight = ++flight_seq_;
         in_flight_.Push(s);
+        forks = forks_;
       }
       os_->Release(reinterpret_cast<void*>(s->start), s->pages().bytes(), lazy_release_);
     }
+  }
+
+  // Whether a block that went under madvise as number `seq` or earlier is
+  // still there. Lock held; in_flight_ holds a block per releasing thread.
+  bool InFlightUpToLocked(uint64_t seq) const {
+    for (const Span* f = in_flight_.head; f != nullptr; f = f->next) {
+      if (f->flight <= seq) return true;
+    }
+    return false;
   }
 
   // Puts a block off the free lists (kReleasing) back on them, merged,
@@ -622,6 +671,8 @@ class PageHeap {
   SpanList free_[kNumOrders];
   SpanList releasing_;  // free blocks waiting for ReleaseDetached (kReleasing)
   SpanList in_flight_;  // free blocks under madvise, the lock dropped (kReleasing)
+  uint64_t flight_seq_ = 0;  // blocks put on in_flight_ so far (Span::flight)
+  uint64_t forks_ = 0;       // ReturnDetachedAfterFork calls (ReleaseDetached)
   RecordPool<Span, Os> spans_;
   Chunk* chunks_ = nullptr;
   PageHeapStats stats_;

@@ -44,6 +44,7 @@ struct Span {
   union {
     uintptr_t bump = 0;       // kSmall: first never-handed-out object
     size_t bytes;             // kLarge, kLargeCached: mapping length; kPageObject: usable
+    uint64_t flight;          // kReleasing, under madvise: its number (PageHeap::AwaitOthersReleases)
   };
   uint64_t free_since_ms = 0; // kFree, kReleasing, kLargeCached: when it became free (decay)
   uint32_t used = 0;          // kSmall: objects out of the span

@@ -42,8 +42,10 @@
 // with arrays).
 //
 // Locking: one spinlock per class. Calls into the page heap are made with
-// it held (order: central -> page heap); spans going back to the page heap
-// are released after it is dropped.
+// it held (order: central -> page heap), spans going back to it included,
+// so that a span is never between owners while no lock is held; the page
+// heap's madvise that such a call may owe runs after the lock is dropped
+// (UnlockAndSettle).
 #pragma once
 
 #include "alloc/back/page_heap.h"
@@ -79,6 +81,9 @@ static_assert(BatchesFitArrays());
 
 template <class Os>
 class CentralList {
+  // What the page heap owes once this list's lock is dropped (a release).
+  using Owed = typename PageHeap<Os>::Release;
+
  public:
   // One empty span is kept per class, so that a class whose last object
   // comes and goes does not split and merge a buddy block each time; but
@@ -162,13 +167,17 @@ class CentralList {
   // never uses stays within what it used.
   int RemoveRange(void** head, void** tail, int n, int fresh = 1 << 30) {
     void* batch[kMaxBatch];
-    {
-      LockGuard g(lock_);
-      if (n != batch_ || transfer_n_ == 0) return RemoveFromSpansLocked(head, tail, n, fresh);
-      PopBatchLocked(batch);
-      ++transfer_uses_;
-      CountOutLocked(n);
+    lock_.Lock();
+    if (n != batch_ || transfer_n_ == 0) {
+      Owed owed;
+      const int got = RemoveFromSpansLocked(head, tail, n, fresh, &owed);
+      UnlockAndSettle(owed);
+      return got;
     }
+    PopBatchLocked(batch);
+    ++transfer_uses_;
+    CountOutLocked(n);
+    lock_.Unlock();
     Chain(batch, n, head, tail);
     return n;
   }
@@ -200,13 +209,11 @@ class CentralList {
   // were handed out (to a thread cache), not drained from the transfer
   // cache, whose objects never stopped counting as the list's.
   void ReturnToSpans(void* head, int n, bool counted_out) {
-    SpanList to_release;
-    {
-      LockGuard g(lock_);
-      ReturnToSpansLocked(head, n, &to_release);
-      if (counted_out) CountOutLocked(-n);
-    }
-    while (Span* s = to_release.Pop()) heap_->Free(s);
+    Owed owed;
+    lock_.Lock();
+    ReturnToSpansLocked(head, n, &owed);
+    if (counted_out) CountOutLocked(-n);
+    UnlockAndSettle(owed);
   }
   enum class ObjectState { kLive, kFree, kNeverHandedOut };
   // Where `o` (the start of an object of this class) stands: handed out,
@@ -252,18 +259,19 @@ class CentralList {
     // there lost them in the child, where the purger's thread does not
     // exist: their spans could never empty again.
     for (; n > 0; --n) {
-      SpanList to_release;
-      {
-        LockGuard g(lock_);
-        if (transfer_n_ == 0 || (!force && transfer_uses_ != transfer_uses_seen_)) return;
-        void* batch[kMaxBatch];
-        PopBatchLocked(batch);
-        void* head;
-        void* tail;
-        Chain(batch, batch_, &head, &tail);
-        ReturnToSpansLocked(head, batch_, &to_release);
+      lock_.Lock();
+      if (transfer_n_ == 0 || (!force && transfer_uses_ != transfer_uses_seen_)) {
+        lock_.Unlock();
+        return;
       }
-      while (Span* s = to_release.Pop()) heap_->Free(s);
+      void* batch[kMaxBatch];
+      PopBatchLocked(batch);
+      void* head;
+      void* tail;
+      Chain(batch, batch_, &head, &tail);
+      Owed owed;
+      ReturnToSpansLocked(head, batch_, &owed);
+      UnlockAndSettle(owed);
     }
   }
 
@@ -276,17 +284,15 @@ class CentralList {
   // Gives every empty span back to the page heap (malloc_trim).
   void ReleaseEmpty() {
     DrainIdle(true);
-    SpanList to_release;
-    {
-      LockGuard g(lock_);
-      while (Span* s = empty_.Pop()) {
-        s->on_list = 0;
-        ++span_frees_;
-        --spans_;
-        to_release.Push(s);
-      }
+    Owed owed;
+    lock_.Lock();
+    while (Span* s = empty_.Pop()) {
+      s->on_list = 0;
+      ++span_frees_;
+      --spans_;
+      FreeSpanLocked(s, &owed);
     }
-    while (Span* s = to_release.Pop()) heap_->Free(s);
+    UnlockAndSettle(owed);
   }
 
   CentralStats Stats() {
@@ -310,9 +316,12 @@ class CentralList {
   SpinLock& lock() { return lock_; }
 
  private:
-  // ReturnToSpans, lock held: spans left empty beyond what the list keeps go to
-  // `to_release`, for the page heap once the lock is dropped.
-  void ReturnToSpansLocked(void* head, int n, SpanList* to_release) {
+  // ReturnToSpans, lock held. Spans left empty beyond what the list keeps
+  // go back to the page heap at the end of the walk (not during it: a
+  // double free further down the chain must still find its span), before
+  // the lock is dropped.
+  void ReturnToSpansLocked(void* head, int n, Owed* owed) {
+    SpanList to_release;
     void* o = head;
     for (int i = 0; i < n; ++i) {
       void* next = *static_cast<void**>(o);
@@ -320,7 +329,7 @@ class CentralList {
       if (STRATA_UNLIKELY(s->state == SpanState::kMixed)) {
         --mixed_objects_;
         NoteBackInPoolLocked();
-        if (mixed_->Free(s, o, size_)) to_release->Push(s);
+        if (mixed_->Free(s, o, size_)) to_release.Push(s);
         o = next;
         continue;
       }
@@ -340,7 +349,7 @@ class CentralList {
         } else {
           ++span_frees_;
           --spans_;
-          to_release->Push(s);
+          to_release.Push(s);
         }
       } else if (STRATA_UNLIKELY(s->used <= mix_at_or_below_) && MixLocked(s)) {
         // handed to the mixed pool
@@ -350,12 +359,26 @@ class CentralList {
       }
       o = next;
     }
+    while (Span* s = to_release.Pop()) FreeSpanLocked(s, owed);
+  }
+
+  // A span of this list's (or an emptied mixed span) goes back to the page
+  // heap now, under this list's lock, so that it is never between owners
+  // while the lock is free (a fork() then lost it in the child, and the
+  // statistics counted it both gone from here and in use there). What the
+  // page heap owes for it (a release: see PageHeap::Free) goes to *owed,
+  // for UnlockAndSettle: no madvise under this lock.
+  void FreeSpanLocked(Span* s, Owed* owed) { owed->Add(heap_->FreeHeld(s)); }
+  // Drops the lock, then settles what the page heap owed.
+  void UnlockAndSettle(const Owed& owed) {
+    lock_.Unlock();
+    heap_->FinishFree(owed);
   }
 
   static constexpr unsigned kBuckets = 4;
 
   // RemoveRange's work when the transfer cache has no batch for it.
-  int RemoveFromSpansLocked(void** head, void** tail, int n, int fresh) {
+  int RemoveFromSpansLocked(void** head, void** tail, int n, int fresh, Owed* owed) {
     void* first = nullptr;
     void* last = nullptr;
     int got = 0;
@@ -380,7 +403,7 @@ class CentralList {
       }
       if (s == nullptr) {
         if (!fresh_left && empty_.empty()) break;  // a kept empty span's objects came back
-        s = TakeSpanLocked();
+        s = TakeSpanLocked(owed);
         if (s == nullptr) break;
       }
       Unlist(s);
@@ -532,10 +555,10 @@ class CentralList {
 
   // A span with free objects (on no list): an empty one we kept, or a new
   // one from the page heap.
-  Span* TakeSpanLocked() {
+  Span* TakeSpanLocked(Owed* owed) {
     Span* s = empty_.head;
     if (s != nullptr) return s;  // the caller unlists it
-    s = heap_->Alloc(order_, SpanState::kSmall, cls_);
+    s = heap_->AllocHeld(order_, SpanState::kSmall, cls_, owed);
     if (s == nullptr) return nullptr;
     s->bump = s->start;
     s->on_list = 0;

@@ -252,7 +252,7 @@ class MixedPool {
   // o, an object of `size` bytes in mixed span s, is free again. The
   // caller is the central list of o's class, under its lock. True when the
   // span is now empty: it left the pool, and the caller gives it back to
-  // the page heap once its own lock is dropped.
+  // the page heap before its own lock is dropped.
   bool Free(Span* s, void* o, size_t size) {
     LockGuard g(lock_);
     // No object of that size there (ObjectBytes also finds no map when the

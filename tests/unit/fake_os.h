@@ -15,8 +15,9 @@
 // as they do with RealOs; it first runs `on_release` if set: what another
 // thread may do while a madvise takes its time.
 //
-// Not thread-safe: the layer tests drive it from one thread (a test with a
-// second thread keeps their calls ordered, and sets `real_sleeps`).
+// Not thread-safe, but for Release's counters: the layer tests drive it
+// from one thread (a test with a second thread keeps the other calls
+// ordered, and sets `real_sleeps`).
 #pragma once
 
 #include <string.h>
@@ -26,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -124,12 +126,17 @@ class FakeOs {
   }
 
   void Release(void* p, size_t bytes, bool lazy = false) {
-    ++releases;
-    released_bytes += bytes;
-    if (lazy) ++lazy_releases;
-    if (!Inside(uintptr_t(p), bytes)) {
-      ++bad_releases;
-      return;
+    {
+      // The page heap calls this with its lock dropped: from two threads
+      // in the tests that have them.
+      std::lock_guard<std::mutex> g(release_mu_);
+      ++releases;
+      released_bytes += bytes;
+      if (lazy) ++lazy_releases;
+      if (!Inside(uintptr_t(p), bytes)) {
+        ++bad_releases;
+        return;
+      }
     }
     // First the hook, so that anything it writes into the block (a bug
     // handing it out meanwhile) is wiped, and shows.
@@ -194,6 +201,7 @@ class FakeOs {
   size_t last_unmap_bytes = 0;
   size_t remaps = 0, remap_moved = 0, remaps_in_place_calls = 0, bad_splits = 0;
   size_t releases = 0, released_bytes = 0, lazy_releases = 0, bad_releases = 0;
+  std::mutex release_mu_;  // Release's counters
   size_t grow_break_calls = 0, brk_failures = 0, shrink_break_calls = 0, brk_grown_bytes = 0;
   size_t yields = 0, sleeps = 0;
   std::vector<std::pair<void*, size_t>> no_huge;  // NoHugePages calls

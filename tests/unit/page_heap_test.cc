@@ -549,6 +549,35 @@ TEST(PageHeapBrk, TheBreakShrinksWhenItsTopChunksAreIdleAfterTheirPagesWentBack)
       << "the break grows again from where it was";
 }
 
+// With brk and no purger, a free path's release gives back its budget
+// with the lock dropped and then shrinks the break only over chunks whose
+// pages went back: shrinking resident ones under the lock is the 26 ms
+// hold above. The others wait for later calls' budgets.
+TEST(PageHeapBrk, AFreePathShrinksOnlyChunksWhosePagesWentBack) {
+  FakeHeap h(size_t{64} << 20, 8 * kChunkSize);
+  h.heap.set_use_brk(true);
+  h.heap.set_decay_ms(1000);
+  h.os.now_ms = 10000;
+  Span* small = h.heap.Alloc(Order{0}, SpanState::kSmall, 1);  // keeps the lowest chunk
+  std::vector<Span*> top;
+  for (int i = 0; i < 6; ++i) top.push_back(h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0));
+  Span* trigger = h.heap.Alloc(Order{0}, SpanState::kSmall, 1);
+  for (Span* s : top) ASSERT_TRUE(s != nullptr && h.os.InBreak(reinterpret_cast<void*>(s->start)));
+  for (Span* s : top) h.heap.Free(s);  // six resident chunks at the top of the break
+  h.os.now_ms += 1000;                 // idle for the decay time
+  h.heap.Free(trigger);                // the free path: one budget of madvise, then the shrink
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(h.os.released_bytes, kChunkSize) << "the free path's budget (the block that reaches it)";
+  EXPECT_EQ(st.brk_returned_bytes, kChunkSize) << "only the chunk whose pages went back";
+  EXPECT_EQ(st.released_bytes_total, h.os.released_bytes) << "no resident bytes given back under the lock";
+  for (int i = 0; i < 5; ++i) h.heap.Free(h.heap.Alloc(Order{0}, SpanState::kSmall, 1));
+  st = h.heap.Stats();
+  EXPECT_EQ(st.brk_returned_bytes, 6 * kChunkSize) << "later calls went on, a budget each";
+  EXPECT_EQ(st.released_bytes_total, 6 * kChunkSize);
+  h.heap.Free(small);
+  EXPECT_TRUE(h.Checked());
+}
+
 TEST(PageHeapBrk, WithoutBrkTheBreakIsNeverTouched) {
   FakeHeap h(size_t{64} << 20, 2 * kChunkSize);
   Span* s = h.heap.Alloc(Order{kMaxOrder}, SpanState::kPageObject, 0);
@@ -925,6 +954,78 @@ TEST_F(PageHeapDecay, ReleaseAllWaitsForABlockAnotherThreadIsReleasing) {
   h.heap.set_purger(false);
   EXPECT_EQ(h.os.releases, 4u);
   EXPECT_TRUE(h.Checked());
+}
+
+// AwaitOthersReleases (at the end of ReleaseAll) waits for the blocks under
+// madvise when it was called, not until no block is: two threads that keep
+// releasing (decay 0, each madvise 300 us) kept it waiting to its bound,
+// 2.4 s, in every strata_release().
+TEST_F(PageHeapDecay, ReleaseAllDoesNotWaitForReleasesThatStartedAfterIt) {
+  h.heap.set_decay_ms(0);
+  h.os.real_sleeps = true;
+  std::atomic<bool> stop{false};
+  std::atomic<int> started{0};
+  h.os.on_release = [&](void*, size_t) {
+    started.fetch_add(1);
+    usleep(300);
+  };
+  auto releaser = [&] {
+    while (!stop.load()) {
+      Span* s = h.heap.Alloc(Order{4}, SpanState::kSmall, 1);
+      if (s == nullptr) continue;
+      *reinterpret_cast<volatile char*>(s->start) = 1;
+      h.heap.Free(s);  // decay 0: released at once, the lock dropped
+    }
+  };
+  std::thread a(releaser), b(releaser);
+  while (started.load() < 10) usleep(100);
+  h.heap.ReleaseAll();
+  const size_t sleeps = h.os.sleeps;
+  stop.store(true);
+  a.join();
+  b.join();
+  h.os.on_release = nullptr;
+  h.os.real_sleeps = false;
+  using Heap = PageHeap<strata_test::FakeOs>;
+  EXPECT_LT(sleeps, size_t(Heap::kAwaitReleaseTries - Heap::kAwaitReleaseYields))
+      << "ReleaseAll waited to its bound for releases that began after it";
+  EXPECT_TRUE(h.Checked());
+}
+
+// fork() is async-signal-safe: a signal handler that interrupts a thread
+// between its madvise and its retaking the lock may fork, and in the child
+// ReturnDetachedAfterFork puts the block back on the free lists; the
+// thread then goes on there and must leave the block alone.
+TEST_F(PageHeapDecay, AReleaseInterruptedByAForkInASignalHandlerLeavesItsBlockToTheChild) {
+  std::vector<Span*> spans;
+  for (int i = 0; i < 4; ++i) spans.push_back(h.heap.Alloc(Order{4}, SpanState::kSmall, 1));
+  h.heap.set_purger(true);
+  h.heap.Free(spans[0]);
+  h.heap.Free(spans[2]);
+  const uint64_t free_pages = h.heap.Stats().free_pages;
+  bool forked = false;
+  h.os.on_release = [&](void*, size_t) {
+    if (forked || !LockDropped(h)) return;
+    forked = true;
+    h.heap.ReturnDetachedAfterFork();  // what ForkChild does in the child
+  };
+  h.heap.ReleaseAll();
+  h.os.on_release = nullptr;
+  EXPECT_TRUE(forked);
+  EXPECT_TRUE(h.Checked());
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.free_pages, free_pages) << "every free block on the free lists, once";
+  h.heap.set_purger(false);
+  Span* again[2];
+  h.os.maps_left = 0;
+  for (Span*& s : again) {
+    s = h.heap.Alloc(Order{4}, SpanState::kSmall, 1);
+    ASSERT_NE(s, nullptr);
+  }
+  EXPECT_TRUE(h.Checked());
+  for (Span* s : again) h.heap.Free(s);
+  for (int i : {1, 3}) h.heap.Free(spans[size_t(i)]);
+  EXPECT_TRUE(AllFreeAndMerged(h));
 }
 
 // A whole free chunk waiting to be released still goes when an allocation
