@@ -218,6 +218,7 @@ class Driver {
     if (!h_.heap.Check(&why)) Die("PageHeap::Check after %s: %s", after, why);
     if (h_.os.bad_unmaps != 0) Die("after %s: the heap unmapped memory it did not map", after);
     if (h_.os.bad_releases != 0) Die("after %s: the heap released memory outside the fake OS", after);
+    if (h_.os.dead_releases != 0) Die("after %s: the heap released memory that was not mapped", after);
     strata::PageHeapStats st = h_.heap.Stats();
     if (st.used_pages != live_pages_) {
       Die("after %s: stats say %lu used pages, the live blocks have %zu", after, (unsigned long)st.used_pages,

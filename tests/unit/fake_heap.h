@@ -21,7 +21,11 @@ struct FakeHeap {
   }
 
   // Check() as a gtest predicate result carrying the reason.
+  // Also fails once the heap madvised memory that was not mapped.
   ::testing::AssertionResult Checked() {
+    if (os.dead_releases != 0) {
+      return ::testing::AssertionFailure() << os.dead_releases << " madvise calls on memory not mapped";
+    }
     const char* why = "";
     if (heap.Check(&why)) return ::testing::AssertionSuccess();
     return ::testing::AssertionFailure() << "PageHeap::Check: " << why;

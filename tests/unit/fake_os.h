@@ -83,6 +83,7 @@ class FakeOs {
     if (maps_left > 0) --maps_left;
     ++maps;
     mapped_bytes += bytes;
+    std::lock_guard<std::mutex> g(mu_);
     mappings_[uintptr_t(p)] = bytes;
     return p;
   }
@@ -92,6 +93,7 @@ class FakeOs {
     unmapped_bytes += bytes;
     last_unmap = p;
     last_unmap_bytes = bytes;
+    std::lock_guard<std::mutex> g(mu_);
     if (!Forget(uintptr_t(p), bytes)) ++bad_unmaps;
   }
 
@@ -103,6 +105,7 @@ class FakeOs {
     void* q = Carve(new_bytes, kPageSize);
     if (q == nullptr) return nullptr;
     memcpy(q, p, old_bytes < new_bytes ? old_bytes : new_bytes);
+    std::lock_guard<std::mutex> g(mu_);
     if (!Forget(uintptr_t(p), old_bytes)) ++bad_unmaps;
     mappings_[uintptr_t(q)] = new_bytes;
     ++remap_moved;
@@ -110,6 +113,7 @@ class FakeOs {
   }
 
   void Split(void* p, size_t bytes, size_t first) {
+    std::lock_guard<std::mutex> g(mu_);
     auto it = mappings_.find(uintptr_t(p));
     if (it == mappings_.end() || it->second != bytes || first == 0 || first >= bytes || first % kPageSize != 0) {
       ++bad_splits;
@@ -129,7 +133,7 @@ class FakeOs {
     {
       // The page heap calls this with its lock dropped: from two threads
       // in the tests that have them.
-      std::lock_guard<std::mutex> g(release_mu_);
+      std::lock_guard<std::mutex> g(mu_);
       ++releases;
       released_bytes += bytes;
       if (lazy) ++lazy_releases;
@@ -137,6 +141,10 @@ class FakeOs {
         ++bad_releases;
         return;
       }
+      // Memory unmapped (a chunk given back while a block of it was under
+      // madvise) or above the break: with a real kernel, someone else's
+      // memory may be mapped there by now.
+      if (!LiveLocked(uintptr_t(p), bytes)) ++dead_releases;
     }
     // First the hook, so that anything it writes into the block (a bug
     // handing it out meanwhile) is wiped, and shows.
@@ -183,6 +191,14 @@ class FakeOs {
     return brk_region_ != nullptr && uintptr_t(p) >= brk_base_ && uintptr_t(p) < brk_end_;
   }
   size_t live_mappings() const { return mappings_.size(); }
+  // Whether [p, p + bytes) lies within one live mapping or below the break.
+  bool LiveLocked(uintptr_t p, size_t bytes) const {
+    if (brk_region_ != nullptr && p >= brk_base_ && p + bytes <= brk_cur_) return true;
+    auto it = mappings_.upper_bound(p);
+    if (it == mappings_.begin()) return false;
+    --it;
+    return p + bytes <= it->first + it->second;
+  }
   uintptr_t region_begin() const { return uintptr_t(region_); }
   size_t region_bytes() const { return region_bytes_; }
   uintptr_t brk_base() const { return brk_base_; }
@@ -201,7 +217,8 @@ class FakeOs {
   size_t last_unmap_bytes = 0;
   size_t remaps = 0, remap_moved = 0, remaps_in_place_calls = 0, bad_splits = 0;
   size_t releases = 0, released_bytes = 0, lazy_releases = 0, bad_releases = 0;
-  std::mutex release_mu_;  // Release's counters
+  size_t dead_releases = 0;  // of memory not mapped (or above the break) at the time
+  std::mutex mu_;            // Release's counters and the mappings (tests with two threads)
   size_t grow_break_calls = 0, brk_failures = 0, shrink_break_calls = 0, brk_grown_bytes = 0;
   size_t yields = 0, sleeps = 0;
   std::vector<std::pair<void*, size_t>> no_huge;  // NoHugePages calls
@@ -245,6 +262,7 @@ class FakeOs {
   }
 
   bool RemapInPlaceQuiet(void* p, size_t old_bytes, size_t new_bytes) {
+    std::lock_guard<std::mutex> g(mu_);
     auto it = mappings_.find(uintptr_t(p));
     if (it == mappings_.end() || it->second != old_bytes) return false;
     if (new_bytes <= old_bytes) {

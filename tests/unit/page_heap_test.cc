@@ -9,6 +9,7 @@
 #include <atomic>
 #include <map>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -1153,6 +1154,138 @@ TEST_F(PageHeapDecay, ReleaseIdleBytesTakesIdleBlocksLargestFirstUntilEnough) {
   for (Span* s : used) h.heap.Free(s);
   EXPECT_TRUE(AllFreeAndMerged(h));
 }
+
+// ---- operations while a block is under madvise ----
+
+// Random allocations, frees, clock steps and releases of every kind, and,
+// inside each madvise (the lock dropped, as another thread would find it),
+// up to three more operations, nested up to two madvise calls deep. After
+// each: Check(), free and used pages adding up to the chunks, and no block
+// under madvise handed out, madvised twice, unmapped or shrunk away from
+// under it (FakeOs counts a madvise of memory no longer mapped).
+struct NestedReleases {
+  NestedReleases(uint32_t seed, bool brk) : h(size_t{256} << 20, brk ? 12 * kChunkSize : 0), rng(seed) {
+    h.heap.set_use_brk(brk);
+    h.os.now_ms = 10000;
+    h.heap.set_decay_ms(100);
+  }
+
+  void Fail(const std::string& what) {
+    if (failure.empty()) failure = what;
+  }
+  bool UnderMadvise(uintptr_t a, size_t n) const {
+    for (const auto& [p, b] : in_flight) {
+      if (a < p + b && p < a + n) return true;
+    }
+    return false;
+  }
+  void CheckAll(const char* where) {
+    const char* why = "";
+    if (!h.heap.Check(&why)) Fail(std::string(where) + ": Check: " + why);
+    PageHeapStats st = h.heap.Stats();
+    if (allocating == 0 && st.used_pages != live_pages) Fail(std::string(where) + ": used pages");
+    if (st.free_pages + st.used_pages != st.chunks << kMaxOrder) Fail(std::string(where) + ": free + used pages");
+    if (st.released_pages > st.free_pages) Fail(std::string(where) + ": more released than free");
+    std::lock_guard<std::mutex> g(h.os.mu_);
+    for (const auto& [p, b] : in_flight) {
+      if (!h.os.LiveLocked(p, b)) Fail(std::string(where) + ": a block under madvise was unmapped");
+    }
+  }
+  void Op() {
+    const unsigned r = rng() % 100;
+    if (r < 45 || blocks.empty()) {
+      const unsigned k = RandomOrder(rng);
+      if (live_pages + (size_t{1} << k) > (size_t{8} << kMaxOrder)) return;
+      ++allocating;  // its pages count as used before it returns
+      Span* s = h.heap.Alloc(Order{k}, SpanState::kPageObject, 0, rng() % 4 != 0);
+      --allocating;
+      if (s == nullptr) return;
+      LiveBlock b{s, s->start, k, SpanState::kPageObject, 0};
+      if (!BlockOk(h, b, live)) Fail("alloc: a bad block");
+      if (UnderMadvise(b.start, Order{k}.bytes())) Fail("alloc: handed out a block under madvise");
+      Mark(b);
+      live[b.start] = b.start + Order{k}.bytes();
+      blocks.push_back(b);
+      live_pages += size_t{1} << k;
+    } else if (r < 85) {
+      const size_t i = rng() % blocks.size();
+      const LiveBlock b = blocks[i];
+      blocks[i] = blocks.back();
+      blocks.pop_back();
+      if (!MarkIntact(b)) Fail("free: the block was overwritten");
+      live.erase(b.start);
+      live_pages -= size_t{1} << b.order;
+      h.heap.Free(b.span);
+    } else if (r < 89) {
+      h.os.now_ms += rng() % 150;
+    } else if (r < 93) {
+      h.heap.ReleaseIdle();
+    } else if (r < 95) {
+      h.heap.ReleaseIdleBytes(size_t(rng() % 64) << kPageShift, h.os.now_ms - rng() % 100);
+    } else if (r < 98) {
+      if (depth == 0 || rng() % 8 == 0) h.heap.ReleaseAll();
+    } else if (depth == 0 || rng() % 8 == 0) {
+      h.heap.UnmapFreeChunks();
+    }
+  }
+  void Run(int ops) {
+    h.os.on_release = [this](void* p, size_t bytes) {
+      if (h.heap.lock().IsLocked()) Fail("madvise with the lock held");
+      if (UnderMadvise(uintptr_t(p), bytes)) Fail("one range under two madvise calls");
+      auto next = live.lower_bound(uintptr_t(p));
+      if ((next != live.end() && next->first < uintptr_t(p) + bytes) ||
+          (next != live.begin() && std::prev(next)->second > uintptr_t(p))) {
+        Fail("madvise of a live block");
+      }
+      ++madvised;
+      if (depth >= 2) return;
+      ++depth;
+      nested_deep += depth == 2;
+      in_flight.emplace_back(uintptr_t(p), bytes);
+      CheckAll("in flight");
+      for (int n = int(rng() % 4); n > 0; --n) Op();
+      CheckAll("in flight, after operations");
+      in_flight.pop_back();
+      --depth;
+    };
+    for (int i = 0; i < ops && failure.empty(); ++i) {
+      Op();
+      CheckAll("between operations");
+    }
+    h.os.on_release = nullptr;
+    for (const LiveBlock& b : blocks) {
+      if (!MarkIntact(b)) Fail("end: a block was overwritten");
+      h.heap.Free(b.span);
+    }
+    live_pages = 0;
+    CheckAll("end");
+    if (h.os.dead_releases != 0) Fail("a madvise of memory not mapped");
+    if (h.os.bad_unmaps != 0) Fail("an unmap of memory not mapped");
+  }
+
+  FakeHeap h;
+  std::mt19937 rng;
+  std::vector<LiveBlock> blocks;
+  std::map<uintptr_t, uintptr_t> live;                 // start -> end of each live block
+  std::vector<std::pair<uintptr_t, size_t>> in_flight;  // ranges under the outer frames' madvise
+  int depth = 0;
+  int allocating = 0;
+  size_t live_pages = 0, madvised = 0, nested_deep = 0;
+  std::string failure;
+};
+
+class PageHeapNestedReleases : public ::testing::TestWithParam<std::tuple<uint32_t, bool>> {};
+
+TEST_P(PageHeapNestedReleases, InvariantsHoldWhatEverRunsDuringAMadvise) {
+  NestedReleases f(std::get<0>(GetParam()), std::get<1>(GetParam()));
+  f.Run(4000);
+  EXPECT_EQ(f.failure, "");
+  EXPECT_GT(f.madvised, 100u) << "the run must give pages back often";
+  EXPECT_GT(f.nested_deep, 0u) << "and nest";
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, PageHeapNestedReleases,
+                         ::testing::Combine(::testing::Values(1u, 2u, 3u, 4u), ::testing::Bool()));
 
 }  // namespace
 }  // namespace strata
