@@ -215,6 +215,7 @@ class CentralList {
     if (counted_out) CountOutLocked(-n);
     UnlockAndSettle(owed);
   }
+
   enum class ObjectState { kLive, kFree, kNeverHandedOut };
   // Where `o` (the start of an object of this class) stands: handed out,
   // free in its span, or beyond what the span ever handed out. Walks the
