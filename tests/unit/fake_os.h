@@ -15,9 +15,9 @@
 // as they do with RealOs; it first runs `on_release` if set: what another
 // thread may do while a madvise takes its time.
 //
-// Not thread-safe, but for Release's counters: the layer tests drive it
-// from one thread (a test with a second thread keeps the other calls
-// ordered, and sets `real_sleeps`).
+// Not thread-safe, but for Release's counters and the mappings (`mu`): the
+// layer tests drive it from one thread (a test with a second thread keeps
+// the other calls ordered, and sets `real_sleeps`).
 #pragma once
 
 #include <string.h>
@@ -83,7 +83,7 @@ class FakeOs {
     if (maps_left > 0) --maps_left;
     ++maps;
     mapped_bytes += bytes;
-    std::lock_guard<std::mutex> g(mu_);
+    std::lock_guard<std::mutex> g(mu);
     mappings_[uintptr_t(p)] = bytes;
     return p;
   }
@@ -93,7 +93,7 @@ class FakeOs {
     unmapped_bytes += bytes;
     last_unmap = p;
     last_unmap_bytes = bytes;
-    std::lock_guard<std::mutex> g(mu_);
+    std::lock_guard<std::mutex> g(mu);
     if (!Forget(uintptr_t(p), bytes)) ++bad_unmaps;
   }
 
@@ -105,7 +105,7 @@ class FakeOs {
     void* q = Carve(new_bytes, kPageSize);
     if (q == nullptr) return nullptr;
     memcpy(q, p, old_bytes < new_bytes ? old_bytes : new_bytes);
-    std::lock_guard<std::mutex> g(mu_);
+    std::lock_guard<std::mutex> g(mu);
     if (!Forget(uintptr_t(p), old_bytes)) ++bad_unmaps;
     mappings_[uintptr_t(q)] = new_bytes;
     ++remap_moved;
@@ -113,7 +113,7 @@ class FakeOs {
   }
 
   void Split(void* p, size_t bytes, size_t first) {
-    std::lock_guard<std::mutex> g(mu_);
+    std::lock_guard<std::mutex> g(mu);
     auto it = mappings_.find(uintptr_t(p));
     if (it == mappings_.end() || it->second != bytes || first == 0 || first >= bytes || first % kPageSize != 0) {
       ++bad_splits;
@@ -133,7 +133,7 @@ class FakeOs {
     {
       // The page heap calls this with its lock dropped: from two threads
       // in the tests that have them.
-      std::lock_guard<std::mutex> g(mu_);
+      std::lock_guard<std::mutex> g(mu);
       ++releases;
       released_bytes += bytes;
       if (lazy) ++lazy_releases;
@@ -218,7 +218,7 @@ class FakeOs {
   size_t remaps = 0, remap_moved = 0, remaps_in_place_calls = 0, bad_splits = 0;
   size_t releases = 0, released_bytes = 0, lazy_releases = 0, bad_releases = 0;
   size_t dead_releases = 0;  // of memory not mapped (or above the break) at the time
-  std::mutex mu_;            // Release's counters and the mappings (tests with two threads)
+  std::mutex mu;            // Release's counters and the mappings (tests with two threads)
   size_t grow_break_calls = 0, brk_failures = 0, shrink_break_calls = 0, brk_grown_bytes = 0;
   size_t yields = 0, sleeps = 0;
   std::vector<std::pair<void*, size_t>> no_huge;  // NoHugePages calls
@@ -262,7 +262,7 @@ class FakeOs {
   }
 
   bool RemapInPlaceQuiet(void* p, size_t old_bytes, size_t new_bytes) {
-    std::lock_guard<std::mutex> g(mu_);
+    std::lock_guard<std::mutex> g(mu);
     auto it = mappings_.find(uintptr_t(p));
     if (it == mappings_.end() || it->second != old_bytes) return false;
     if (new_bytes <= old_bytes) {

@@ -1186,7 +1186,7 @@ struct NestedReleases {
     if (allocating == 0 && st.used_pages != live_pages) Fail(std::string(where) + ": used pages");
     if (st.free_pages + st.used_pages != st.chunks << kMaxOrder) Fail(std::string(where) + ": free + used pages");
     if (st.released_pages > st.free_pages) Fail(std::string(where) + ": more released than free");
-    std::lock_guard<std::mutex> g(h.os.mu_);
+    std::lock_guard<std::mutex> g(h.os.mu);
     for (const auto& [p, b] : in_flight) {
       if (!h.os.LiveLocked(p, b)) Fail(std::string(where) + ": a block under madvise was unmapped");
     }
