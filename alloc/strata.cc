@@ -891,7 +891,34 @@ size_t ReleaseMemory() {
 
 // ---- fork: every lock, in the documented order, around fork() ----
 
+// glibc's stdio list lock (exported by libc.so.6; weak, so that a static
+// link or another libc goes without). glibc's fork() takes it after the
+// atfork handlers ran, and its own malloc's locks only after it, because
+// code that holds a stream's lock allocates (getdelim growing its line,
+// a stream's first buffer): a thread in fflush(NULL) holds the list lock
+// and waits for a stream's lock, whose holder waits in malloc for a lock
+// the forking thread took in ForkPrepare, and fork() waits for the list
+// lock. Taking it first here keeps glibc's order. It is recursive: fork()
+// takes it again, and in the child glibc resets it (when it took it; we
+// reset it in any case). glibc's name-service lock, taken there too, is
+// not exported: a thread reloading nsswitch.conf while another forks can
+// still deadlock (README, "Preload behaviour").
+extern "C" __attribute__((weak)) void _IO_list_lock();
+extern "C" __attribute__((weak)) void _IO_list_unlock();
+extern "C" __attribute__((weak)) void _IO_list_resetlock();
+
+void UnlockAllForFork() {
+  g_heap.map.leaf_lock().Unlock();
+  g_heap.arena.lock().Unlock();
+  g_heap.large.lock().Unlock();
+  g_heap.pages.lock().Unlock();
+  g_heap.mixed.lock().Unlock();
+  for (size_t c = kNumClasses; c-- > 1;) g_heap.central[c].lock().Unlock();
+  g_registry_lock.Unlock();
+}
+
 void ForkPrepare() {
+  if (_IO_list_lock != nullptr) _IO_list_lock();
   g_registry_lock.Lock();
   for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].lock().Lock();
   g_heap.mixed.lock().Lock();
@@ -902,19 +929,15 @@ void ForkPrepare() {
 }
 
 void ForkParent() {
-  g_heap.map.leaf_lock().Unlock();
-  g_heap.arena.lock().Unlock();
-  g_heap.large.lock().Unlock();
-  g_heap.pages.lock().Unlock();
-  g_heap.mixed.lock().Unlock();
-  for (size_t c = kNumClasses; c-- > 1;) g_heap.central[c].lock().Unlock();
-  g_registry_lock.Unlock();
+  UnlockAllForFork();
+  if (_IO_list_unlock != nullptr) _IO_list_unlock();
 }
 
 void ForkChild() {
   // Only the forking thread exists in the child; it holds every lock. The
   // background purger did not survive the fork: let the child start its own.
-  ForkParent();
+  UnlockAllForFork();
+  if (_IO_list_resetlock != nullptr) _IO_list_resetlock();
   g_bg_state.store(kBgNone, std::memory_order_relaxed);
   // A thread that was giving free pages back to the OS did not either.
   g_heap.pages.ReturnDetachedAfterFork();
