@@ -393,6 +393,9 @@ bool FindForCaller(const void* caller, const char* file, char* out, size_t len) 
 }
 
 }  // namespace
+
+SpinLock& DeepbindLock() { return g_glibc_lock; }
+
 }  // namespace strata::shim
 
 // The RTLD_DEEPBIND path of the dlopen wrapper.

@@ -8,6 +8,8 @@
 // (malloc and free had moved from 16 to 32 bytes into their lines).
 #define STRATA_EXPORT_HOT __attribute__((visibility("default"), aligned(64)))
 
+#include "alloc/os/spinlock.h"
+
 namespace strata::shim {
 
 enum class ReportFormat { kText, kJson };
@@ -16,5 +18,9 @@ enum class ReportFormat { kText, kJson };
 // allocating. Safe at exit (takes no lock that a stuck thread could hold
 // for long: see report.cc).
 void WriteReport(int fd, ReportFormat format);
+
+// deepbind.cc's lock (it guards the copy of glibc's allocator entry points),
+// for the shim's fork handlers (report.cc).
+SpinLock& DeepbindLock();
 
 }  // namespace strata::shim
