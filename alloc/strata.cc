@@ -27,7 +27,8 @@ pthread_key_t g_key;
 // lock of all (registry -> central -> mixed -> page heap -> large -> arena ->
 // leaves).
 SpinLock g_registry_lock;
-ThreadCacheT* g_registry = nullptr;
+ThreadCacheT* g_registry = nullptr;       // the newest
+ThreadCacheT* g_registry_tail = nullptr;  // the oldest (see TakeBackStale)
 size_t g_threads = 0;
 ThreadTotals g_dead;  // folded-in counters of exited threads
 
@@ -276,6 +277,41 @@ void NoteThreads(size_t threads) {
   }
 }
 
+// A thread whose first malloc or free came in the last round of pthread
+// key destructors (another library's destructor that set its key again
+// three times) registered its cache, and glibc ran no further round:
+// ThreadExit never took it out. When glibc gives that thread's stack, TLS
+// included, to a new thread, the cache's links are zeroed while its
+// neighbours still point to it, and linking it again made the registry a
+// cycle (every statistics snapshot, mallinfo2 among them, looped for ever).
+// Before tc is linked, an old entry at its address is spliced out: its
+// predecessor is found from the head, its successor from the tail (the
+// zeroed links name neither). What that thread had cached is lost, as its
+// TLS was. Registry lock held; O(threads), once per thread.
+void TakeBackStale(ThreadCacheT* tc) {
+  ThreadCacheT* prev = nullptr;
+  bool found = g_registry == tc;
+  for (ThreadCacheT* r = g_registry; r != nullptr && !found; r = r->reg_next) {
+    if (r->reg_next == tc) {
+      prev = r;
+      found = true;
+    }
+  }
+  if (!found) return;
+  ThreadCacheT* next = nullptr;
+  if (g_registry_tail != tc) {
+    for (ThreadCacheT* r = g_registry_tail; r != nullptr; r = r->reg_prev) {
+      if (r->reg_prev == tc) {
+        next = r;
+        break;
+      }
+    }
+  }
+  if (prev != nullptr) prev->reg_next = next; else g_registry = next;
+  if (next != nullptr) next->reg_prev = prev; else g_registry_tail = prev;
+  --g_threads;
+}
+
 void ThreadInit(ThreadCacheT* tc) {
   tc->state = CacheState::kInitializing;
   // pthread_setspecific may call calloc: served directly (state above).
@@ -286,9 +322,10 @@ void ThreadInit(ThreadCacheT* tc) {
   size_t threads;
   {
     LockGuard g(g_registry_lock);
+    TakeBackStale(tc);
     tc->reg_prev = nullptr;
     tc->reg_next = g_registry;
-    if (g_registry != nullptr) g_registry->reg_prev = tc;
+    if (g_registry != nullptr) g_registry->reg_prev = tc; else g_registry_tail = tc;
     g_registry = tc;
     threads = ++g_threads;
     NoteThreads(threads);
@@ -302,7 +339,7 @@ void ThreadInit(ThreadCacheT* tc) {
 // held; the caller then calls NoteThreads).
 void Unregister(ThreadCacheT* tc) {
   if (tc->reg_prev != nullptr) tc->reg_prev->reg_next = tc->reg_next; else g_registry = tc->reg_next;
-  if (tc->reg_next != nullptr) tc->reg_next->reg_prev = tc->reg_prev;
+  if (tc->reg_next != nullptr) tc->reg_next->reg_prev = tc->reg_prev; else g_registry_tail = tc->reg_prev;
   --g_threads;
   g_dead.Add(*tc);
 }
