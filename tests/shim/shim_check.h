@@ -24,6 +24,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -135,6 +136,21 @@ static inline int shim_finish(void) {
   printf("%ld passed, %ld failed\n", p, f);
   fflush(stdout);
   return f == 0 ? 0 : 1;
+}
+
+/* A hang becomes a failure: `seconds` after this, `what` goes to stderr and
+ * the process exits with 1 (alarm(0) cancels). */
+static const char *shim_hang_what;
+static inline void shim_on_alarm(int sig) {
+  (void)sig;
+  ssize_t w = write(2, shim_hang_what, strlen(shim_hang_what));
+  (void)w;
+  _exit(1);
+}
+static inline void shim_hang_guard(unsigned seconds, const char *what) {
+  shim_hang_what = what;
+  signal(SIGALRM, shim_on_alarm);
+  alarm(seconds);
 }
 
 /* Small deterministic PRNG (xorshift64*), one state per user. */

@@ -58,20 +58,10 @@ static void *background(void *arg) {
   return NULL;
 }
 
-static void on_alarm(int sig) {
-  (void)sig;
-  static const char m[] =
-      "shim_tsd_last_round: HANG: mallinfo2() loops over the thread "
-      "registry\n";
-  ssize_t w = write(2, m, sizeof m - 1);
-  (void)w;
-  _exit(1);
-}
-
 int main(void) {
   shim_require_strata("shim_tsd_last_round");
-  signal(SIGALRM, on_alarm);
-  alarm(10);
+  shim_hang_guard(10, "shim_tsd_last_round: HANG: mallinfo2() loops over "
+                      "the thread registry\n");
   CHECK(pthread_key_create(&key, dtor) == 0);
   pthread_t bg[2];
   for (int i = 0; i < 2; i++)
