@@ -202,6 +202,14 @@ void* BootAlloc(size_t size, size_t align) {
   }
 }
 
+// A class's objects are aligned to the largest power of two that divides
+// its size (AlignedAlloc relies on it): so is one from the bootstrap
+// arena, up to a page.
+size_t BootAlign(size_t class_size) {
+  const size_t low = class_size & (~class_size + 1);
+  return low < kPageSize ? low : kPageSize;
+}
+
 bool InBoot(const void* p) {
   return uintptr_t(p) >= uintptr_t(g_boot) && uintptr_t(p) < uintptr_t(g_boot) + sizeof g_boot;
 }
@@ -668,7 +676,7 @@ bool EnsureInit() {
 
 void* MallocSlow(size_t cls, size_t size) {
   if (STRATA_UNLIKELY(g_check)) {
-    if (!EnsureInit()) return BootAlloc(Info(cls).size, kMinAlign);
+    if (!EnsureInit()) return BootAlloc(Info(cls).size, BootAlign(Info(cls).size));
     return MallocChecked(cls, size);
   }
   ThreadCacheT& tc = t_cache;
@@ -679,7 +687,7 @@ void* MallocSlow(size_t cls, size_t size) {
     return p;
   }
   if (tc.state == CacheState::kUninit) {
-    if (!EnsureInit()) return BootAlloc(Info(cls).size, kMinAlign);
+    if (!EnsureInit()) return BootAlloc(Info(cls).size, BootAlign(Info(cls).size));
     ThreadInit(&tc);
     if (tc.state == CacheState::kActive) return tc.Refill(cls, size, g_heap);
   }
@@ -881,12 +889,14 @@ void* AlignedAlloc(size_t align, size_t size) {
       return p != nullptr ? p : MallocSlow(cls, size);
     }
   }
+  // During initialisation (a call from inside it): the bootstrap arena,
+  // which aligns up to a page and fails above.
+  if (!EnsureInit()) return BootAlloc(size, align);
   if (size <= kMaxSmall && align <= kMaxSmall) {
     // A buddy block is aligned to its own size (chunks are aligned to
     // theirs), so a block of at least `align` bytes is aligned enough.
     return AllocPageObject(size > align ? size : align);
   }
-  if (!EnsureInit()) return BootAlloc(size, align);
   return LargeObject(size, align);
 }
 

@@ -206,8 +206,12 @@ class LargeHeap {
         void* p = Resize(s, roomy);
         if (p != nullptr) return p;
       }
+      return Resize(s, bytes);
     }
-    return Resize(s, bytes);
+    // A shrink that the OS refuses keeps the mapping: still a valid answer
+    // (as for small objects), not ENOMEM.
+    void* p = Resize(s, bytes);
+    return p != nullptr ? p : reinterpret_cast<void*>(s->start);
   }
 
   LargeStats Stats() {
@@ -372,34 +376,42 @@ class LargeHeap {
   // Makes the mapping of `s` `bytes` long (mremap: in place or moved
   // without a copy; an aligned mapping is copied when it cannot stay), and
   // records where it is now. nullptr (and nothing changed) on failure.
+  //
+  // The old address's page-map entry is cleared before the mapping moves:
+  // once mremap (or the unmap after a copy) frees the old range, another
+  // thread may map it and record itself there under its own lock, and a
+  // clear afterwards, under this heap's lock only, could erase that record
+  // (a later free of that thread's block: "invalid pointer"). Nobody else
+  // looks the old address up meanwhile: the caller owns the object.
   void* Move(Span* s, size_t bytes) {
     void* old = reinterpret_cast<void*>(s->start);
     if (bytes > s->bytes) fresh_bytes_.fetch_add(bytes - s->bytes, std::memory_order_relaxed);
+    {
+      LockGuard g(lock_);
+      map_->SetSpan(s->start, nullptr);
+    }
     void* mem = nullptr;
     if (s->order == 0) {
       mem = os_->Remap(old, s->bytes, bytes);
     } else if (os_->RemapInPlace(old, s->bytes, bytes)) {
       mem = old;
-    } else {
-      mem = os_->Map(bytes, kPageSize);
-      if (mem == nullptr) return nullptr;
+    } else if ((mem = os_->Map(bytes, kPageSize)) != nullptr) {
       memcpy(mem, old, s->bytes < bytes ? s->bytes : bytes);
       os_->Unmap(old, s->bytes);
       s->order = 0;
     }
-    if (mem == nullptr) return nullptr;
+    if (mem == nullptr) {
+      LockGuard g(lock_);
+      map_->Set(s->start, Pages{1}, s, 0);  // it stays where it was
+      return nullptr;
+    }
     if (!map_->Ensure(uintptr_t(mem), kPageSize)) {
       // The mapping has moved and cannot be recorded: nothing sane is left.
       Fatalf("out of memory for the page map while moving %p", old);
     }
     LockGuard g(lock_);
-    if (mem != old) {
-      // The old address may already belong to a new mapping of another
-      // thread, which recorded itself: clear the entry only if it is ours.
-      if (map_->SpanOf(s->start) == s) map_->SetSpan(s->start, nullptr);
-      s->start = uintptr_t(mem);
-      map_->Set(s->start, Pages{1}, s, 0);
-    }
+    s->start = uintptr_t(mem);
+    map_->Set(s->start, Pages{1}, s, 0);
     s->bytes = bytes;
     return mem;
   }

@@ -99,6 +99,7 @@ class FakeOs {
 
   void* Remap(void* p, size_t old_bytes, size_t new_bytes) {
     ++remaps;
+    if (on_remap) on_remap(p);
     if (remaps_fail) return nullptr;
     // Shrinking never moves (as with mremap); growing moves when told to.
     if ((!remap_moves || new_bytes <= old_bytes) && RemapInPlaceQuiet(p, old_bytes, new_bytes)) return p;
@@ -223,6 +224,7 @@ class FakeOs {
   size_t yields = 0, sleeps = 0;
   std::vector<std::pair<void*, size_t>> no_huge;  // NoHugePages calls
   std::function<void(void*, size_t)> on_release;  // run inside Release, before the madvise
+  std::function<void(void*)> on_remap;            // run first in Remap, with the old address
   bool real_sleeps = false;  // SleepShort sleeps: for a test with a second thread
   std::string written;
 

@@ -189,6 +189,48 @@ TEST_F(LargeTest, FailedReallocLeavesTheObjectIntact) {
   large.Free(s, os.now_ms);
 }
 
+// A mapping that moves: its old address's page-map entry is cleared before
+// the mremap frees the range (another thread may map it and record itself
+// there at once; clearing afterwards could erase that record), and it is
+// restored when the move fails.
+TEST_F(LargeTest, AMovingMappingsOldEntryIsClearedBeforeTheRangeIsFreed) {
+  void* p = large.Alloc(2 * kMiB, kPageSize);
+  Span* s = SpanAt(p);
+  Fill(p, 2 * kMiB, 4);
+  os.remap_moves = true;
+  Span* seen = s;
+  os.on_remap = [&](void* old) { seen = SpanAt(old); };
+  void* q = large.Realloc(s, 8 * kMiB);
+  os.on_remap = nullptr;
+  ASSERT_NE(q, nullptr);
+  ASSERT_NE(q, p);
+  EXPECT_EQ(seen, nullptr) << "the old address still named the span while its range was freed";
+  EXPECT_EQ(SpanAt(q), s);
+  EXPECT_EQ(SpanAt(p), nullptr);
+  EXPECT_TRUE(Intact(q, 2 * kMiB, 4));
+  os.remaps_fail = true;
+  EXPECT_EQ(large.Realloc(s, 32 * kMiB), nullptr);
+  EXPECT_EQ(SpanAt(q), s) << "a failed move leaves it recorded where it is";
+  os.remaps_fail = false;
+  large.Free(s, os.now_ms);
+}
+
+// A shrink the OS refuses keeps the mapping, as a shrink of a small object
+// that finds no room does: realloc returns the same block, not ENOMEM.
+TEST_F(LargeTest, AShrinkTheOsRefusesKeepsTheMapping) {
+  void* p = large.Alloc(8 * kMiB, kPageSize);
+  Span* s = SpanAt(p);
+  Fill(p, kMiB, 5);
+  os.remaps_fail = true;
+  EXPECT_EQ(large.Realloc(s, kMiB), p);
+  EXPECT_EQ(SpanAt(p), s);
+  EXPECT_EQ(s->bytes, 8 * kMiB);
+  EXPECT_TRUE(Intact(p, kMiB, 5));
+  EXPECT_EQ(large.Stats().live_bytes, 8 * kMiB);
+  os.remaps_fail = false;
+  large.Free(s, os.now_ms);
+}
+
 TEST_F(LargeTest, AbsurdSizesAndOutOfMemoryFail) {
   EXPECT_EQ(large.Alloc(SIZE_MAX - 4095, kPageSize), nullptr);
   EXPECT_EQ(large.Alloc(SIZE_MAX / 2 + 1, kPageSize), nullptr);
