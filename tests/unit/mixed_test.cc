@@ -426,6 +426,54 @@ TEST_F(MixedCentralTest, AClassThatChurnsThroughTheHolesTakesSpansOfItsOwn) {
   EXPECT_TRUE(Checked());
 }
 
+// A class whose spans the pool adopted, all of its objects then back in
+// them, never carved one: it is not judged to churn, and carves the holes
+// another class leaves (it took spans of its own, for the rest of the
+// process, before).
+TEST_F(MixedCentralTest, AClassWhoseSpansWentToThePoolIsNotJudgedToChurn) {
+  const size_t n = (size_t{8} << 20) / kSmall;
+  std::vector<void*> small = Take(kSmall, n);
+  for (size_t i = 0; i < n; ++i) {
+    if (i % 8 != 0) Give(kSmall, small[i]);
+  }
+  for (size_t i = 0; i < n; i += 8) Give(kSmall, small[i]);
+  Of(kSmall).ReleaseEmpty();
+  ASSERT_GT(pool.Stats().adopted, 0u);
+  ASSERT_EQ(Of(kSmall).Stats().spans, 0u);
+  ASSERT_EQ(pool.Stats().carved, 0u);
+  // Holes: 208-byte objects, all but one in eight given back.
+  const size_t m = (size_t{8} << 20) / kOther;
+  std::vector<void*> other = Take(kOther, m);
+  for (size_t i = 0; i < m; ++i) {
+    if (i % 8 != 0) Give(kOther, other[i]);
+  }
+  ASSERT_GT(pool.Stats().spans, 0u);
+  const uint64_t carved = pool.Stats().carved;
+  std::vector<void*> again = Take(kSmall, 100);
+  EXPECT_GT(pool.Stats().carved, carved) << "the 64-byte class refused the holes";
+  EXPECT_EQ(Of(kSmall).Stats().spans, 0u) << "and took spans of its own";
+  for (void* o : again) Give(kSmall, o);
+  for (size_t i = 0; i < m; i += 8) Give(kOther, other[i]);
+  EXPECT_TRUE(Checked());
+}
+
+// The verdict lapses: a class that churned through the holes and then
+// grows by a window of objects carves them again.
+TEST_F(MixedCentralTest, AChurningClassThatThenGrowsCarvesAgain) {
+  KeepOneIn(size_t{8} << 20, 8);
+  for (int round = 0; round < 200; ++round) {
+    std::vector<void*> batch = Take(kOther, Info(SizeToClass(kOther)).batch);
+    for (void* o : batch) Give(kOther, o);
+  }
+  ASSERT_GT(Of(kOther).Stats().spans, 0u) << "churn seen: spans of its own";
+  const uint64_t carved = pool.Stats().carved;
+  std::vector<void*> grow = Take(kOther, 100000);
+  EXPECT_GT(pool.Stats().carved, carved) << "pool free " << pool.Stats().free_bytes << " bytes; the class took "
+                                         << Of(kOther).Stats().spans << " spans of its own";
+  for (void* o : grow) Give(kOther, o);
+  EXPECT_TRUE(Checked());
+}
+
 TEST_F(MixedCentralTest, AClassWithLittleRoomKeepsItsSpans) {
   // 1 MiB of objects, all but a few freed: under kMinFreeBytes free.
   KeepOneIn(size_t{1} << 20, 64);
