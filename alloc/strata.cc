@@ -24,8 +24,9 @@ bool g_check = false;  // STRATA_CHECK: see "checking mode" below
 pthread_key_t g_key;
 
 // Registry of live thread caches, for statistics and budgets. Outermost
-// lock of all (registry -> central -> mixed -> page heap -> large -> arena ->
-// leaves).
+// of the allocator's locks (registry -> central -> mixed -> page heap ->
+// large -> arena -> leaves); around fork(), glibc's stdio list lock and the
+// shim's locks come before it (ForkPrepare, shim/report.cc).
 SpinLock g_registry_lock;
 ThreadCacheT* g_registry = nullptr;       // the newest
 ThreadCacheT* g_registry_tail = nullptr;  // the oldest (see TakeBackStale)

@@ -96,20 +96,17 @@ void ShimForkPrepare() {
   g_report_lock.Lock();
   DeepbindLock().Lock();
 }
-void ShimForkParent() {
-  DeepbindLock().Unlock();
-  g_report_lock.Unlock();
-}
-void ShimForkChild() {
-  // The interval thread did not come along; it is not restarted, and the
-  // child writes to the same STRATA_STATS_FILE.
+// In the parent, and in the child too (where the interval thread did not
+// come along: it is not restarted, and the child writes to the same
+// STRATA_STATS_FILE).
+void ShimForkUnlock() {
   DeepbindLock().Unlock();
   g_report_lock.Unlock();
 }
 
 __attribute__((constructor)) void StrataStart() {
   EnsureInit();
-  pthread_atfork(ShimForkPrepare, ShimForkParent, ShimForkChild);
+  pthread_atfork(ShimForkPrepare, ShimForkUnlock, ShimForkUnlock);
   ReportFormat format;
   if (ExitReportWanted(&format) || g_heap.options.stats_interval_ms > 0) OpenStatsFile();
   if (g_heap.options.stats_interval_ms > 0 && !RealOs::StartThread(IntervalThread, 0)) {

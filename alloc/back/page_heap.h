@@ -347,10 +347,9 @@ class PageHeap {
   // its threads passing spans back and forth, measured within its noise).
   STRATA_NOINLINE Release SlowPathDetachLocked(uint64_t now) {
     Release r;
-    size_t taken = 0;
-    if (!DetachIdleLocked(now, &r.cutoff, &taken, decay_ms_ == 0 ? SIZE_MAX : kFreePathReleaseBytes)) return r;
-    r.bytes = taken;
-    r.shrink = use_brk_;
+    if (DetachIdleLocked(now, &r.cutoff, &r.bytes, decay_ms_ == 0 ? SIZE_MAX : kFreePathReleaseBytes)) {
+      r.shrink = use_brk_;
+    }
     return r;
   }
   // A slow path's shrink of the break takes only chunks whose pages went

@@ -193,14 +193,24 @@ static int run_park(void) {
 
 /* ---- 3: no purger; malloc_trim and strata_release ---- */
 
-static int run_trim(void) {
-  setup("purge_trim", VEC_PAGES);
+typedef size_t (*release_fn)(void);
+
+/* For the modes where memory goes back only on request
+ * (STRATA_DECAY_MS=-1 STRATA_BACKGROUND=0): strata_release(), found with
+ * dlsym, or NULL (a failed check). */
+static release_fn require_release_on_request(void) {
   CHECKF(env_ll("STRATA_DECAY_MS", 500) == -1 &&
              env_ll("STRATA_BACKGROUND", 1) == 0,
          "this mode needs STRATA_DECAY_MS=-1 STRATA_BACKGROUND=0");
-  size_t (*release)(void) =
-      (size_t(*)(void))(uintptr_t)dlsym(RTLD_DEFAULT, "strata_release");
+  release_fn release =
+      (release_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "strata_release");
   CHECK(release != NULL);
+  return release;
+}
+
+static int run_trim(void) {
+  setup("purge_trim", VEC_PAGES);
+  release_fn release = require_release_on_request();
 
   for (int round = 0; round < 2; round++) {
     const char *how = round == 0 ? "malloc_trim(0)" : "strata_release()";
@@ -474,8 +484,7 @@ static int run_reuse(void) {
 
 /* ---- 7: fork() while another thread gives pages back ---- */
 
-static size_t (*g_release)(void);
-static size_t (*g_stats_json)(char *, size_t);
+static release_fn g_release;
 static atomic_int g_releasing;
 
 static void *releaser(void *arg) {
@@ -486,24 +495,16 @@ static void *releaser(void *arg) {
   return NULL;
 }
 
-/* The first number after "key": in a JSON document; -1 if none. */
-static long long json_number(const char *doc, const char *key) {
-  char pat[64];
-  snprintf(pat, sizeof pat, "\"%s\":", key);
-  const char *p = strstr(doc, pat);
-  return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
-}
-
 /* The child: what the parent's thread was giving back is free here, and
  * its own strata_release() gives it all back. Exit status 0 if so. */
 static int forkrelease_child(char *doc, size_t doc_len) {
   alarm(10); /* a hang (a wait for a block no thread will bring back) kills it */
   g_release();
-  size_t n = g_stats_json(doc, doc_len);
+  size_t n = shim_stats_json(doc, doc_len);
   if (n == 0 || n >= doc_len)
     return 3;
-  long long free_b = json_number(doc, "page_heap_free_bytes");
-  long long released = json_number(doc, "released_bytes");
+  long long free_b = shim_json_number(doc, "page_heap_free_bytes");
+  long long released = shim_json_number(doc, "released_bytes");
   if (free_b < 0 || released < 0)
     return 4;
   if (released != free_b) {
@@ -527,14 +528,8 @@ static int forkrelease_child(char *doc, size_t doc_len) {
 
 static int run_forkrelease(void) {
   setup("purge_forkrelease", VEC_PAGES);
-  CHECKF(env_ll("STRATA_DECAY_MS", 500) == -1 &&
-             env_ll("STRATA_BACKGROUND", 1) == 0,
-         "this mode needs STRATA_DECAY_MS=-1 STRATA_BACKGROUND=0");
-  g_release = (size_t(*)(void))(uintptr_t)dlsym(RTLD_DEFAULT, "strata_release");
-  g_stats_json = (size_t(*)(char *, size_t))(uintptr_t)dlsym(
-      RTLD_DEFAULT, "strata_stats_json");
-  CHECK(g_release != NULL && g_stats_json != NULL);
-  if (!g_release || !g_stats_json)
+  g_release = require_release_on_request();
+  if (!g_release)
     return shim_finish();
   enum { OBJECTS = 4096, MAX_CHILDREN = 24, ROUNDS = 8, WANTED = 4 };
   const size_t doc_len = (size_t)4 << 20;
