@@ -34,7 +34,9 @@ enum class OptKind : uint8_t { kInt, kBool, kChoice, kString };
     "its memory back. The thread starts at the first free once the program has held 8 MiB "   \
     "at the same time, blocks every signal, and sleeps until a free wakes it while nothing "  \
     "is left to give back; a program that must stay single-threaded beyond that "             \
-    "(unshare(CLONE_NEWUSER)) needs 0.")                                                      \
+    "(unshare(CLONE_NEWUSER)) needs 0. While one thread allocates, it also gives back at "   \
+    "once what strata holds free whenever the process grows past its peak RSS by other "     \
+    "means than strata's own pages (README, \"Returning memory\").")                          \
   X(RELEASE, release, kChoice, "dontneed", "dontneed|free",                                   \
     "How pages are returned: MADV_DONTNEED (RSS drops at once) or MADV_FREE (the kernel "     \
     "reclaims them lazily).")                                                                 \

@@ -92,6 +92,10 @@ class LargeHeap {
   // Whether more than one thread allocates now (the glue keeps it).
   void set_threaded(bool t) { threaded_.store(t, std::memory_order_relaxed); }
   bool threaded() const { return threaded_.load(std::memory_order_relaxed); }
+  // Eager: freed mappings are unmapped at once, not cached (the purger
+  // turns it on for a while when the rest of the process grows past its
+  // peak: alloc/stats/growth.h).
+  void set_eager(bool on) { eager_.store(on, std::memory_order_relaxed); }
 
   // 0 when no mapping can hold `size`. A zero-byte request gets a page.
   static size_t MappingSize(size_t size) {
@@ -114,7 +118,7 @@ class LargeHeap {
     // rest) and retries: see ReclaimAddressSpace in alloc/strata.cc.
     void* mem = os_->Map(bytes, align);
     if (mem == nullptr) return nullptr;
-    fresh_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    AddFresh(bytes);
     if (!map_->Ensure(uintptr_t(mem), kPageSize)) {
       os_->Unmap(mem, bytes);
       return nullptr;
@@ -147,7 +151,8 @@ class LargeHeap {
       ++stats_.frees;
       stats_.live_bytes -= bytes;
       if (peak_ != nullptr) peak_->Add(-int64_t(bytes));
-      if (s->order == 0 && bytes <= kMaxCachedBytes && decay_ms_ != 0) {
+      if (s->order == 0 && bytes <= kMaxCachedBytes && decay_ms_ != 0 &&
+          !eager_.load(std::memory_order_relaxed)) {
         // The page-map entry stays: a second free of it sees state
         // kLargeCached and is refused.
         CacheLocked(s, now_ms, evicted, &n_evicted);
@@ -187,6 +192,8 @@ class LargeHeap {
   // what large objects cost in RSS, at most, for the exchange with the
   // page heap (alloc/strata.cc). Lock-free.
   size_t TakeFreshBytes() { return TakeAll(fresh_bytes_); }
+  // The same, ever (never taken): for the purger's growth watch.
+  uint64_t fresh_bytes_total() const { return fresh_total_.load(std::memory_order_relaxed); }
 
   size_t PurgeIdle(uint64_t now_ms) {
     uint64_t cutoff;
@@ -377,6 +384,11 @@ class LargeHeap {
   // without a copy; an aligned mapping is copied when it cannot stay), and
   // records where it is now. nullptr (and nothing changed) on failure.
   //
+  void AddFresh(size_t bytes) {
+    fresh_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    fresh_total_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+
   // The old address's page-map entry is cleared before the mapping moves:
   // once mremap (or the unmap after a copy) frees the old range, another
   // thread may map it and record itself there under its own lock, and a
@@ -385,7 +397,7 @@ class LargeHeap {
   // looks the old address up meanwhile: the caller owns the object.
   void* Move(Span* s, size_t bytes) {
     void* old = reinterpret_cast<void*>(s->start);
-    if (bytes > s->bytes) fresh_bytes_.fetch_add(bytes - s->bytes, std::memory_order_relaxed);
+    if (bytes > s->bytes) AddFresh(bytes - s->bytes);
     {
       LockGuard g(lock_);
       map_->SetSpan(s->start, nullptr);
@@ -433,6 +445,8 @@ class LargeHeap {
   size_t cache_n_ = 0;
   size_t cache_bytes_ = 0;
   std::atomic<bool> threaded_{false};
+  std::atomic<bool> eager_{false};
+  std::atomic<uint64_t> fresh_total_{0};
   std::atomic<size_t> fresh_bytes_{0};
   int64_t decay_ms_ = 0;  // no cache until the owner sets it (zero: see Heap)
   LargeStats stats_;

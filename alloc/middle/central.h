@@ -27,7 +27,7 @@
 // class's batch size) first go to a transfer cache, a small stack of
 // batches, so that objects passing from one thread to another (a producer
 // and a consumer) do not go through their spans at all. It is bounded
-// (kTransferBytes per class, kTransferBytesOneThread while only one thread
+// (kTransferBytes per class, one batch while only one thread
 // has a cache: SetThreaded) and drained back into the spans by DrainIdle()
 // (the background purger) when it went unused for a whole purge period, and
 // by ReleaseEmpty() (malloc_trim).
@@ -91,7 +91,9 @@ class CentralList {
   // 256 KiB: the 18, 24, 36, 40 and 48 KiB classes) kept one
   // empty each, memory that neither decay nor any other class could reach
   // until malloc_trim. Given back, the block serves every class and decays
-  // when idle (g++'s peak: -0.5 MiB; speed unchanged).
+  // when idle (g++'s peak: -0.5 MiB; speed unchanged). While the page
+  // heap is eager (the rest of the process grows past its peak: see
+  // alloc/stats/growth.h), no empty span is kept.
   static constexpr size_t kKeepEmptyBytes = 64 << 10;
   static constexpr size_t MaxEmptySpans(size_t cls) {
     return Order{AllClasses()[cls].order}.bytes() <= kKeepEmptyBytes ? 1 : 0;
@@ -109,11 +111,16 @@ class CentralList {
   // other thread to go to: the transfer cache only saves that thread's
   // overflows a trip through the spans before its next refills, and what it
   // holds keeps spans from emptying that other classes could have used.
-  // It holds at most kTransferBytesOneThread then (SetThreaded): python3's
-  // peak RSS 52.2 -> 50.5 MiB (glibc 52.4), g++'s 319.1 -> 318.5 (glibc
-  // 314.7), speed unchanged. The same bound for every process cost
-  // xmalloc-test, one producer and one consumer, 19% of its speed.
-  static constexpr size_t kTransferBytesOneThread = 32 << 10;
+  // It holds one batch then (SetThreaded): a thread that frees a batch and
+  // allocates again takes it back without a trip through the spans. With
+  // 256 KiB per class, python3's peak RSS was 52.2 MiB; with 32 KiB, 50.5
+  // (glibc 52.4), and g++'s 319.1 -> 318.5 (glibc 314.7), speed unchanged;
+  // with one batch, python3's 50.5 -> 49.7, its time unchanged (5
+  // interleaved reps), and the storage the batches' addresses take (16 KiB
+  // for 32 KiB of 16-byte objects) is no longer touched. The same bound
+  // for every process cost xmalloc-test, one producer and one consumer,
+  // 19% of its speed at 32 KiB.
+  static constexpr uint32_t kTransferBatchesOneThread = 1;
   static constexpr uint32_t TransferCap(size_t cls, size_t bytes = kTransferBytes) {
     const ClassInfo& c = AllClasses()[cls];
     const size_t cap = bytes / (size_t(c.batch) * c.size);
@@ -232,11 +239,11 @@ class CentralList {
 
   // More than one thread has a cache (the default after Init), or one:
   // then new batches wait in the transfer cache only up to
-  // kTransferBytesOneThread. Batches already there beyond it stay until
+  // kTransferBatchesOneThread. Batches already there beyond it stay until
   // taken or drained.
   void SetThreaded(bool threaded) {
     LockGuard g(lock_);
-    transfer_limit_ = threaded ? transfer_cap_ : TransferCap(cls_, kTransferBytesOneThread);
+    transfer_limit_ = threaded ? transfer_cap_ : kTransferBatchesOneThread;
   }
 
   // Moves the transfer cache's batches back into their spans if it was not
@@ -344,7 +351,7 @@ class CentralList {
       --s->used;
       if (s->used == 0) {
         Unlist(s);
-        if (empty_.count < MaxEmptySpans(cls_)) {
+        if (empty_.count < MaxEmptySpans(cls_) && !heap_->eager()) {
           empty_.Push(s);
           s->on_list = kOnEmpty;
         } else {

@@ -248,6 +248,7 @@ size_t WriteJson(const Snapshot& s, char* buf, size_t len) {
   j.S("state", PurgerStateName(s.purger_state));
   j.U("passes", s.purger_passes);
   j.U("parks", s.purger_parks);
+  j.U("growth_releases", s.purger_growth_releases);
   j.Close('}');
   j.Open("fragmentation", '{');
   j.F("internal", s.internal_fragmentation);
@@ -326,7 +327,8 @@ size_t WriteText(const Snapshot& s, char* buf, size_t len) {
   out.Str(")\n");
   out.Str("  background purger: "); out.Str(PurgerStateName(s.purger_state));
   out.Str(", passes "); out.U64(s.purger_passes);
-  out.Str(", parks "); out.U64(s.purger_parks); out.Put('\n');
+  out.Str(", parks "); out.U64(s.purger_parks);
+  out.Str(", growth releases "); out.U64(s.purger_growth_releases); out.Put('\n');
   out.Str("  fragmentation: internal "); out.Fixed(s.internal_fragmentation * 100, 1);
   out.Str("% (class rounding), external "); out.Fixed(s.external_fragmentation * 100, 1);
   out.Str("% (free pages the largest free block cannot serve)\n");

@@ -51,6 +51,9 @@ struct Snapshot {
   PurgerState purger_state = PurgerState::kOff;
   uint64_t purger_passes = 0;
   uint64_t purger_parks = 0;
+  // Times the process grew past its peak for reasons other than strata's
+  // own pages, and the purger gave back what strata held (growth.h).
+  uint64_t purger_growth_releases = 0;
 
   // Derived by Finish().
   uint64_t small_live_bytes = 0;   // class size x live objects

@@ -27,6 +27,14 @@
  *           must be back on the free lists: the child's own
  *           strata_release() leaves no free page resident (statistics),
  *           and it can allocate.
+ *   growth  STRATA_DECAY_MS=60000 (nothing goes back by decay here): 64 MiB
+ *           of small objects are freed and the program stays below its
+ *           peak for 300 ms: the page heap keeps the memory resident (the
+ *           statistics). Then the program grows by memory of its own
+ *           (mmap, 1 MiB every 2 ms) without allocating: the purger sees
+ *           the peak grow with no new pages of strata's and gives the
+ *           freed memory back (purger.growth_releases, and the page heap's
+ *           resident free bytes, down to a tenth).
  *
  * What "resident" means, measured without allocating:
  *   - the program's effective resident set: Rss - LazyFree from
@@ -588,6 +596,71 @@ static int run_forkrelease(void) {
   return shim_finish();
 }
 
+/* ---- 8: the rest of the process grows past its peak ---- */
+
+/* The page heap's resident free bytes and the purger's growth releases,
+ * from the statistics. */
+static void heap_held(long long *held, long long *growth_releases) {
+  static char doc[1 << 16];
+  size_t need = shim_stats_json(doc, sizeof doc);
+  CHECKF(need < sizeof doc, "strata_stats_json needs %zu bytes", need);
+  const char *ph = strstr(doc, "\"page_heap\":");
+  const char *purger = strstr(doc, "\"purger\":");
+  CHECK(ph != NULL && purger != NULL);
+  *held = shim_json_number(ph, "free_bytes") - shim_json_number(ph, "released_bytes");
+  *growth_releases = shim_json_number(purger, "growth_releases");
+}
+
+static int run_growth(void) {
+  setup("purge_growth", VEC_PAGES);
+  require_background();
+  CHECKF(env_ll("STRATA_DECAY_MS", 500) >= 10000,
+         "this mode needs a decay time that cannot pass during the test");
+  struct objset s;
+  set_init(&s, MAX_OBJECTS);
+  set_alloc(&s, 64 << 20, 0, 0, 0x6a09e667f3bcc908ull);
+  set_free(&s);
+  sleep_ms(300);
+  long long held, releases, releases_before;
+  heap_held(&held, &releases_before);
+  printf("%s: %.1f MiB free and resident in the page heap after 300 ms below "
+         "the peak (%lld growth releases)\n",
+         g_name, held / MIB, releases_before);
+  CHECKF(held >= (32 << 20),
+         "only %.1f MiB of the 64 MiB freed is free and resident in the page "
+         "heap: nothing to watch",
+         held / MIB);
+  /* Grows until the memory went back (or 1 GiB, or the hang guard). */
+  const size_t grow = (size_t)1 << 30;
+  char *mine = mmap(NULL, grow, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  CHECK(mine != MAP_FAILED);
+  uint64_t t0 = now_ms();
+  long long left = held;
+  size_t grown = 0;
+  while (grown < grow && now_ms() - t0 < kDeadlineMs) {
+    memset(mine + grown, 1, 1 << 20);
+    grown += 1 << 20;
+    sleep_ms(2);
+    heap_held(&left, &releases);
+    if (left <= held / 10 && releases > releases_before)
+      break;
+  }
+  printf("%s: %.1f MiB left resident %llu ms after the program began to "
+         "grow, by %zu MiB (%lld growth releases)\n",
+         g_name, left / MIB, (unsigned long long)(now_ms() - t0),
+         grown >> 20, releases);
+  CHECKF(releases > releases_before,
+         "the purger never saw the process grow (%lld growth releases)",
+         releases);
+  CHECKF(left <= held / 10,
+         "%.1f of %.1f MiB still resident in the page heap while the "
+         "process grew past its peak",
+         left / MIB, held / MIB);
+  munmap(mine, grow);
+  return shim_finish();
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "";
   if (strcmp(mode, "small") == 0)
@@ -604,8 +677,10 @@ int main(int argc, char **argv) {
     return run_park();
   if (strcmp(mode, "forkrelease") == 0)
     return run_forkrelease();
+  if (strcmp(mode, "growth") == 0)
+    return run_growth();
   fprintf(stderr,
-          "usage: %s small|large|trim|fork|reuse|park|forkrelease (under "
+          "usage: %s small|large|trim|fork|reuse|park|forkrelease|growth (under "
           "LD_PRELOAD=libstrata.so)\n",
           argv[0]);
   return 2;

@@ -212,6 +212,7 @@ TEST(Stats, ThePurgersStateIsReported) {
   ASSERT_NE(purger, nullptr) << buf;
   EXPECT_NE(strstr(purger, "\"passes\":"), nullptr);
   EXPECT_NE(strstr(purger, "\"parks\":"), nullptr);
+  EXPECT_NE(strstr(purger, "\"growth_releases\":"), nullptr);
   Snapshot s;
   TakeSnapshot(&s);
   if (s.purger_state == PurgerState::kNotStarted) {

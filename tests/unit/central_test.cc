@@ -271,6 +271,30 @@ TEST(CentralEmptySpans, OnlySpansUpTo64KiBAreKeptEmpty) {
   }
 }
 
+// While the page heap is eager (the purger's growth watch), a span that
+// empties goes back to it, and its pages to the OS, even where one would
+// be kept.
+TEST(CentralEmptySpans, NoneIsKeptWhileThePageHeapIsEager) {
+  const size_t cls = SizeToClass(64);
+  ASSERT_EQ(Central::MaxEmptySpans(cls), 1u);
+  FakeHeap h;
+  h.heap.set_decay_ms(1000);
+  Central c;
+  std::vector<void*> slots(Central::TransferPointers(cls));
+  c.Init(uint8_t(cls), &h.heap, slots.data());
+  std::vector<void*> got = Take(c, int(Info(cls).objects));
+  ASSERT_EQ(c.Stats().spans, 1u);
+  for (void*& p : got) memset(p, 1, Info(cls).size);  // resident
+  h.heap.set_eager(true);
+  Give(c, got);
+  EXPECT_EQ(c.Stats().empty_spans, 0u);
+  EXPECT_EQ(c.Stats().spans, 0u);
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.used_pages, 0u);
+  EXPECT_EQ(st.released_pages, st.free_pages) << "its pages went back";
+  EXPECT_TRUE(h.Checked());
+}
+
 TEST_F(CentralTest, ReturnedObjectsAreReusedBeforeNewOnes) {
   Use(SizeToClass(48));
   std::vector<void*> first = Take(c, 10);
@@ -322,13 +346,13 @@ TEST_F(CentralTest, FreshBoundsOnlyNeverUsedObjects) {
 }
 
 // With one thread, batches have no other thread to go to: the transfer
-// cache keeps fewer of them (kTransferBytesOneThread), and the rest go to
+// cache keeps fewer of them (kTransferBatchesOneThread), and the rest go to
 // their spans. With more threads again it keeps its full capacity.
 TEST_F(CentralTest, TransferCacheKeepsLessWithOneThread) {
   Use(SizeToClass(64));
   const int batch = Info(cls_).batch;
   const size_t full = Central::TransferCap(cls_);
-  const size_t one = Central::TransferCap(cls_, Central::kTransferBytesOneThread);
+  const size_t one = Central::kTransferBatchesOneThread;
   ASSERT_LT(one, full);
   ASSERT_GE(one, 1u);
   std::vector<std::vector<void*>> batches;

@@ -1085,6 +1085,96 @@ TEST_F(PageHeapDecay, AForkedChildGetsBackTheBlocksBeingReleased) {
   EXPECT_TRUE(h.Checked());
 }
 
+// ---- eager (the purger's growth watch: alloc/stats/growth.h) ----
+
+// Eager, each free gives its block back at once, merged with its free
+// buddies, whatever the decay time and even with a purger; blocks freed
+// before stay until the purger's release. Off again, frees keep their
+// blocks for the decay time.
+TEST_F(PageHeapDecay, EagerFreesGiveTheirBlockBackAtOnce) {
+  h.heap.set_purger(true);
+  // Each block with a used one beside it, so that none merges.
+  Span* blocks[8];
+  for (Span*& s : blocks) {
+    s = h.heap.Alloc(Order{2}, SpanState::kSmall, 1);
+    ASSERT_NE(s, nullptr);
+  }
+  Span* old = blocks[0];
+  Span* a = blocks[2];
+  Span* b = blocks[4];
+  Span* keep = blocks[6];
+  h.heap.Free(old);
+  EXPECT_FALSE(h.heap.eager());
+  h.heap.set_eager(true);
+  EXPECT_TRUE(h.heap.eager());
+  const size_t releases = h.os.releases;
+  h.heap.Free(a);
+  EXPECT_EQ(h.os.releases, releases + 1);
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.free_pages - st.released_pages, 4u) << "only the block freed before eager stays resident";
+  h.heap.Free(b);
+  EXPECT_EQ(h.os.releases, releases + 2);
+  st = h.heap.Stats();
+  EXPECT_EQ(st.free_pages - st.released_pages, 4u);
+  EXPECT_TRUE(h.Checked());
+  h.heap.set_eager(false);
+  h.heap.Free(keep);
+  EXPECT_EQ(h.os.releases, releases + 2) << "not eager: kept for the decay time";
+  st = h.heap.Stats();
+  EXPECT_EQ(st.free_pages - st.released_pages, 8u);
+  for (int i = 1; i < 8; i += 2) h.heap.Free(blocks[i]);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+// A free whose block, merged, holds more than kEagerFreeBytes resident
+// leaves it to the purger: no free waits for a long madvise.
+TEST_F(PageHeapDecay, EagerFreesLeaveLargeBlocksToThePurger) {
+  using Heap = PageHeap<strata_test::FakeOs>;
+  const unsigned big = 5;  // 128 KiB
+  ASSERT_GT(Order{big}.bytes(), Heap::kEagerFreeBytes);
+  ASSERT_LE(Order{4}.bytes(), Heap::kEagerFreeBytes);
+  h.heap.set_purger(true);
+  Span* a = h.heap.Alloc(Order{big}, SpanState::kPageObject, 0);
+  Span* b = h.heap.Alloc(Order{4}, SpanState::kSmall, 1);
+  Span* c = h.heap.Alloc(Order{4}, SpanState::kSmall, 1);  // keeps b from merging
+  ASSERT_TRUE(a && b && c);
+  h.heap.set_eager(true);
+  const size_t releases = h.os.releases;
+  h.heap.Free(a);
+  EXPECT_EQ(h.os.releases, releases) << "128 KiB resident: left to the purger";
+  h.heap.Free(b);
+  EXPECT_EQ(h.os.releases, releases + 1) << "64 KiB: at once";
+  PageHeapStats st = h.heap.Stats();
+  EXPECT_EQ(st.free_pages - st.released_pages, 32u);
+  EXPECT_EQ(h.heap.ReleaseIdleBytes(SIZE_MAX, UINT64_MAX), Order{big}.bytes()) << "the purger's share";
+  h.heap.set_eager(false);
+  h.heap.Free(c);
+  h.heap.ReleaseAll();
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+// fresh_bytes counts what the heap hands out from pages that are not
+// resident, always (the growth watch reads it), and never goes down.
+TEST_F(PageHeapDecay, FreshBytesCountNonResidentPagesHandedOut) {
+  EXPECT_EQ(h.heap.fresh_bytes(), 0u);
+  Span* a = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);  // from a new chunk
+  Span* buddy = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);
+  ASSERT_TRUE(a && buddy);
+  EXPECT_EQ(h.heap.fresh_bytes(), 16 * kPageSize);
+  h.heap.Free(a);
+  Span* b = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);  // the same block, still resident
+  ASSERT_EQ(b, a);
+  EXPECT_EQ(h.heap.fresh_bytes(), 16 * kPageSize);
+  h.heap.Free(b);
+  ASSERT_EQ(h.heap.ReleaseAll(), 8 * kPageSize);
+  Span* c = h.heap.Alloc(Order{3}, SpanState::kSmall, 1);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(h.heap.fresh_bytes(), 24 * kPageSize) << "released pages fault in again";
+  h.heap.Free(c);
+  h.heap.Free(buddy);
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
 // ---- the exchange with the large cache (alloc/strata.cc) ----
 
 TEST_F(PageHeapDecay, HandingOutReleasedOrNewPagesCountsThemAsFaulting) {
