@@ -314,8 +314,9 @@ STRATA_COLD bool InitSlow() {
     g_heap.arena.set_os(&g_heap.os);
     g_heap.pages.Bind(&g_heap.os, &g_heap.map, &g_heap.arena);
     g_heap.large.Bind(&g_heap.os, &g_heap.map, &g_heap.arena, &g_heap.peak);
-    for (size_t c = 1, at = 0; c < kNumClasses; at += CentralList<RealOs>::TransferPointers(c), ++c) {
-      g_heap.central[c].Init(uint8_t(c), &g_heap.pages, &g_heap.transfer[at], &g_heap.peak, &g_heap.mixed);
+    for (size_t c = 1, at = 0; c < kNumClasses; at += CentralList<RealOs>::TransferPointers(c) - Info(c).batch, ++c) {
+      g_heap.central[c].Init(uint8_t(c), &g_heap.pages, &g_heap.transfer[at], &g_heap.peak, &g_heap.mixed,
+                             g_heap.transfer_first[c]);
     }
     g_heap.mixed.Bind(&g_heap.map, &g_heap.arena);
     g_heap.map.NoHugeRoot();

@@ -36,7 +36,10 @@ struct Heap {
   PageHeap<RealOs> pages;
   CentralList<RealOs> central[kNumClasses];
   MixedPool<RealOs> mixed;
-  void* transfer[CentralList<RealOs>::AllTransferPointers()] = {};  // the central lists' transfer caches
+  // The central lists' transfer caches: every class's first batch, then
+  // the others' storage (CentralList::Init).
+  void* transfer_first[kNumClasses][kMaxBatch] = {};
+  void* transfer[CentralList<RealOs>::AllTransferRestPointers()] = {};
   LargeHeap<RealOs> large;
   PeakTracker peak;
   Options options;
