@@ -118,12 +118,19 @@ bool ExchangeAllowed(bool threaded);
 // Growth of the process past its peak that strata's own pages do not
 // explain (alloc/stats/growth.h). While the peak grew in the last
 // kWatchFastForMs, or eager is on, the purger looks every kWatchPollMs
-// (getrusage and two loads: about a microsecond); otherwise every
-// kWatchSlowMs, or at each pass if that is sooner.
+// (the RSS from /proc/self/statm and two loads: a few microseconds);
+// otherwise every kWatchSlowMs, or at each pass if that is sooner.
 // Each time it sees such growth, it gives back what strata holds and makes
 // the page heap, the large cache and the central lists eager for kEagerMs.
 // Only while one thread allocates: elsewhere every madvise and munmap
-// interrupts the other cores (see ExchangeOn below).
+// interrupts the other cores (see ExchangeOn below); a thread that comes
+// along turns eager off at the next look at the latest, and the watch
+// starts over once the process is back to one thread (its growth in
+// between, thread stacks among it, is not weighed). Not with
+// STRATA_RELEASE=free: pages given back with MADV_FREE stay in the RSS.
+// The RSS rather than getrusage's ru_maxrss: that one carries the peak of
+// the image before exec(), so a compiler run by a large build driver saw
+// no growth until it passed its parent's peak.
 //
 // g++'s peak RSS, 7 interleaved reps against the previous build (fee1f66):
 // 318.6 -> 315.5 MiB (glibc 314.8; with STRATA_DECAY_MS=0, 316.0); python3's
@@ -150,6 +157,7 @@ struct Watch {
   uint64_t fast_until_ms = 0;
   uint64_t eager_until_ms = 0;
   bool eager = false;
+  bool restart = false;  // the process was threaded: start the watch over
 
   void SetEager(bool on) {
     eager = on;
@@ -159,25 +167,29 @@ struct Watch {
 
   // One look. Returns whether the next should come soon.
   bool Look(uint64_t now) {
-    if (!ExchangeAllowed(g_heap.large.threaded())) {
+    if (!ExchangeAllowed(g_heap.large.threaded()) || g_heap.options.release != 0) {
       if (eager) SetEager(false);
+      restart = true;
       return false;
+    }
+    if (restart) {
+      growth = GrowthWatch{};
+      restart = false;
     }
     const uint64_t peak_before = growth.peak();
     const uint64_t own = g_heap.pages.fresh_bytes() + g_heap.large.fresh_bytes_total();
-    if (growth.Sample(RealOs::PeakResidentBytes(), own)) {
+    if (growth.Sample(RealOs::ResidentBytes(), own)) {
       g_growth_releases.fetch_add(1, std::memory_order_relaxed);
       SetEager(true);
+      if (g_heap.large.threaded()) SetEager(false);  // a thread came meanwhile
       eager_until_ms = now + kEagerMs;
       for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].ReleaseEmpty();
-      g_heap.pages.ReleaseIdleBytes(SIZE_MAX, UINT64_MAX);
+      g_heap.pages.ReleaseFree();
       g_heap.large.Purge(UINT64_MAX);
     } else if (eager && now >= eager_until_ms) {
       SetEager(false);
-    } else if (eager) {
-      // What frees left (blocks over PageHeap::kEagerFreeBytes).
-      g_heap.pages.ReleaseIdleBytes(SIZE_MAX, UINT64_MAX);
-      g_heap.large.Purge(UINT64_MAX);
+    } else if (eager && g_heap.pages.EagerLeftWork()) {
+      g_heap.pages.ReleaseFree();  // what frees left (PageHeap::kEagerFreeBytes)
     }
     if (growth.peak() > peak_before) fast_until_ms = now + kWatchFastForMs;
     return eager || now < fast_until_ms;

@@ -113,7 +113,11 @@ class PageHeap {
   static constexpr size_t kEagerFreeBytes = 64 << 10;  // see EagerDetachLocked
   // Bytes handed out from pages that were not resident (released, or never
   // touched), ever: what this heap's growth may have added to the RSS.
-  // Lock-free.
+  // Lock-free. A block freed resident counts as resident as a whole, even
+  // if its last owner touched only part of it: a page object of up to
+  // 1 MiB freed after a page was touched, handed out again and filled,
+  // grows the RSS uncounted. Counting every page object's whole block
+  // instead hid cc1plus's growth (its peak went back up by 2 MiB).
   uint64_t fresh_bytes() const { return fresh_pages_.load(std::memory_order_relaxed) << kPageShift; }
 
   // A block of 2^order pages, recorded in the page map for all its pages
@@ -190,6 +194,25 @@ class PageHeap {
     const size_t released = ReleaseDetached(SIZE_MAX);
     return released + ShrinkBreak(cutoff);
   }
+  // Gives back every free block's resident pages now, like ReleaseAll but
+  // without waiting for other threads' releases (for the purger's growth
+  // watch). Returns the bytes released.
+  size_t ReleaseFree() {
+    size_t taken = 0;
+    {
+      LockGuard g(lock_);
+      eager_left_ = false;
+      DetachWhereLocked(UINT64_MAX, SIZE_MAX, &taken);
+    }
+    return taken != 0 ? ReleaseDetached(taken) : 0;
+  }
+  // Whether an eager free left a block for the purger (see
+  // EagerDetachLocked) since the last ReleaseFree.
+  bool EagerLeftWork() {
+    LockGuard g(lock_);
+    return eager_left_;
+  }
+
   // Whether a free block still has resident pages: what the background
   // purger may yet give back. Walks the free lists (the purger's pace, not
   // an allocation path's). Blocks waiting on releasing_ count: an
@@ -385,7 +408,10 @@ class PageHeap {
     Release r;
     r.cutoff = now;
     const size_t resident = size_t(merged->pages().n - merged->clean_pages) << kPageShift;
-    if (resident > kEagerFreeBytes) return r;
+    if (resident > kEagerFreeBytes) {
+      eager_left_ = true;
+      return r;
+    }
     r.bytes = DetachLocked(merged);
     r.shrink = use_brk_;
     return r;
@@ -714,6 +740,7 @@ class PageHeap {
   std::atomic<bool> count_faulting_{false};
   std::atomic<uint64_t> fresh_pages_{0};  // written under lock_, read without (fresh_bytes)
   std::atomic<bool> eager_{false};
+  bool eager_left_ = false;  // an eager free left its block to the purger
   // Zero (return at once) until the owner sets it. Every default in the
   // heap is zero, so that the global heap lands in .bss (see Heap).
   int64_t decay_ms_ = 0;

@@ -192,7 +192,8 @@ class LargeHeap {
   // what large objects cost in RSS, at most, for the exchange with the
   // page heap (alloc/strata.cc). Lock-free.
   size_t TakeFreshBytes() { return TakeAll(fresh_bytes_); }
-  // The same, ever (never taken): for the purger's growth watch.
+  // The same, ever (never taken), and reused cached mappings too: for the
+  // purger's growth watch.
   uint64_t fresh_bytes_total() const { return fresh_total_.load(std::memory_order_relaxed); }
 
   size_t PurgeIdle(uint64_t now_ms) {
@@ -271,6 +272,9 @@ class LargeHeap {
       ++stats_.cache_hits;
       MakeLiveLocked(s);
     }
+    // For the growth watch, a reused mapping counts as fresh too: it may
+    // have been barely touched before, and it fills now.
+    fresh_total_.fetch_add(had < bytes ? had : bytes, std::memory_order_relaxed);
     UnmapEvicted(evicted, n_evicted);
     if (dirty != nullptr) *dirty = had < bytes ? had : bytes;
     return p;

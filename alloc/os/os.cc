@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,14 +110,6 @@ size_t RealOs::ResidentBytes() {
   size_t pages = 0;
   while (*s >= '0' && *s <= '9') pages = pages * 10 + size_t(*s++ - '0');
   return pages * kPageSize;
-}
-
-uint64_t RealOs::PeakResidentBytes() {
-  int saved = errno;
-  struct rusage ru;
-  const bool ok = getrusage(RUSAGE_SELF, &ru) == 0;
-  errno = saved;
-  return ok && ru.ru_maxrss > 0 ? uint64_t(ru.ru_maxrss) * 1024 : 0;  // KiB
 }
 
 void RealOs::Write(int fd, const char* buf, size_t len) {

@@ -54,9 +54,6 @@ struct RealOs {
   // Resident set size of this process in bytes (from /proc/self/statm read
   // with raw syscalls); 0 if unavailable.
   static size_t ResidentBytes();
-  // The process's peak resident bytes so far: the larger of the kernel's
-  // high-water mark and the resident bytes now (getrusage). 0 on failure.
-  static uint64_t PeakResidentBytes();
 
   // Write all of buf to fd, retrying on EINTR/short writes.
   static void Write(int fd, const char* buf, size_t len);

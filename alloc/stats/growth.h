@@ -13,10 +13,11 @@
 // it frees 4 MiB of 64 KiB buffers 17 ms before it exits: with the decay
 // time, all of that was still resident when the process reached its peak.
 //
-// What. The purger samples the process's peak RSS (getrusage: the larger
-// of the kernel's high-water mark and the RSS now) and the bytes strata
-// handed out from pages that were not resident (PageHeap::fresh_bytes,
-// LargeHeap::fresh_bytes_total). Each time the peak has grown by
+// What. The purger samples the process's RSS (/proc/self/statm; the
+// watch keeps the highest it has seen: the peak) and the bytes strata
+// handed out from pages that were not resident (PageHeap::fresh_bytes),
+// and new or reused large mappings (LargeHeap::fresh_bytes_total). Each time the
+// peak has grown by
 // kMinGrowthBytes since the last such time, it compares: when strata's
 // fresh pages explain at most half of that growth, somebody else is growing
 // the process past its peak. Sample says so, and the purger gives back
@@ -47,24 +48,26 @@ class GrowthWatch {
  public:
   static constexpr uint64_t kMinGrowthBytes = 512 << 10;
 
-  // One sample: `peak_rss`, the process's peak resident bytes so far;
+  // One sample: `rss`, the process's resident bytes now (0: unknown);
   // `own_fresh`, the bytes strata ever handed out from pages that were not
-  // resident. True when the peak grew by at least kMinGrowthBytes since
-  // the base, and own_fresh grew by at most half as much meanwhile; either
-  // way such a sample becomes the base. The first sample only sets it.
-  bool Sample(uint64_t peak_rss, uint64_t own_fresh) {
-    bool outside = false;
-    if (seen_ && peak_rss >= peak_ + kMinGrowthBytes) {
-      const uint64_t grew = peak_rss - peak_;
-      const uint64_t own = own_fresh > fresh_at_peak_ ? own_fresh - fresh_at_peak_ : 0;
-      outside = own <= grew / 2;
-    }
-    if (!seen_ || peak_rss >= peak_ + kMinGrowthBytes) {
+  // resident. True when the RSS passed the base by at least
+  // kMinGrowthBytes, and own_fresh grew by at most half as much meanwhile;
+  // either way such a sample becomes the base. The first sample only sets
+  // it. A lower RSS changes nothing: the base is the peak.
+  bool Sample(uint64_t rss, uint64_t own_fresh) {
+    if (rss == 0) return false;
+    if (!seen_) {
       seen_ = true;
-      peak_ = peak_rss;
+      peak_ = rss;
       fresh_at_peak_ = own_fresh;
+      return false;
     }
-    return outside;
+    if (rss < peak_ + kMinGrowthBytes) return false;
+    const uint64_t grew = rss - peak_;
+    const uint64_t own = own_fresh > fresh_at_peak_ ? own_fresh - fresh_at_peak_ : 0;
+    peak_ = rss;
+    fresh_at_peak_ = own_fresh;
+    return own <= grew / 2;
   }
 
   // The peak at the base.

@@ -630,8 +630,8 @@ static int run_growth(void) {
          "only %.1f MiB of the 64 MiB freed is free and resident in the page "
          "heap: nothing to watch",
          held / MIB);
-  /* Grows until the memory went back (or 1 GiB, or the hang guard). */
-  const size_t grow = (size_t)1 << 30;
+  /* Grows until the memory went back (or 256 MiB, or the hang guard). */
+  const size_t grow = (size_t)256 << 20;
   char *mine = mmap(NULL, grow, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   CHECK(mine != MAP_FAILED);

@@ -56,11 +56,15 @@ TEST(GrowthWatch, FreshPagesCountedBeforeTheirGrowthStillExplainIt) {
   EXPECT_FALSE(w.Sample(100 * kMiB + kStep, kStep)) << "now touched: strata's own";
 }
 
-TEST(GrowthWatch, APeakThatReadsLowerIsIgnored) {
+// The base is the highest RSS seen: going below it and back is no growth.
+TEST(GrowthWatch, AnRssBelowThePeakIsNoGrowth) {
   GrowthWatch w;
+  EXPECT_FALSE(w.Sample(0, 0)) << "statm unreadable: no base yet";
   w.Sample(100 * kMiB, 0);
-  EXPECT_FALSE(w.Sample(0, 0)) << "getrusage failed";
+  EXPECT_FALSE(w.Sample(0, 0)) << "statm unreadable";
+  EXPECT_FALSE(w.Sample(60 * kMiB, 0));
   EXPECT_EQ(w.peak(), 100 * kMiB);
+  EXPECT_FALSE(w.Sample(100 * kMiB + kStep / 2, 0)) << "back up, not past the peak by a step";
   EXPECT_TRUE(w.Sample(100 * kMiB + kStep, 0));
 }
 

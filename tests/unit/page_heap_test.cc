@@ -1142,13 +1142,37 @@ TEST_F(PageHeapDecay, EagerFreesLeaveLargeBlocksToThePurger) {
   const size_t releases = h.os.releases;
   h.heap.Free(a);
   EXPECT_EQ(h.os.releases, releases) << "128 KiB resident: left to the purger";
+  EXPECT_TRUE(h.heap.EagerLeftWork());
   h.heap.Free(b);
   EXPECT_EQ(h.os.releases, releases + 1) << "64 KiB: at once";
   PageHeapStats st = h.heap.Stats();
   EXPECT_EQ(st.free_pages - st.released_pages, 32u);
-  EXPECT_EQ(h.heap.ReleaseIdleBytes(SIZE_MAX, UINT64_MAX), Order{big}.bytes()) << "the purger's share";
+  EXPECT_EQ(h.heap.ReleaseFree(), Order{big}.bytes()) << "the purger's share";
+  EXPECT_FALSE(h.heap.EagerLeftWork());
   h.heap.set_eager(false);
   h.heap.Free(c);
+  h.heap.ReleaseAll();
+  EXPECT_TRUE(AllFreeAndMerged(h));
+}
+
+// ReleaseFree gives back every free block's resident pages, however many
+// there are (ReleaseIdleBytes looks at no more than kReleaseScanLimit), and
+// says whether eager frees left any.
+TEST_F(PageHeapDecay, ReleaseFreeGivesBackEveryBlockWithoutAScanLimit) {
+  using Heap = PageHeap<strata_test::FakeOs>;
+  const size_t n = Heap::kReleaseScanLimit + 200;
+  std::vector<Span*> spans;
+  for (size_t i = 0; i < 2 * n; ++i) spans.push_back(h.heap.Alloc(Order{0}, SpanState::kSmall, 1));
+  for (size_t i = 0; i < 2 * n; i += 2) h.heap.Free(spans[i]);  // n blocks, no two buddies
+  PageHeapStats st = h.heap.Stats();
+  ASSERT_EQ(st.free_pages - st.released_pages, n);
+  EXPECT_FALSE(h.heap.EagerLeftWork());
+  const size_t scanned = h.heap.ReleaseIdleBytes(SIZE_MAX, UINT64_MAX);
+  EXPECT_LE(scanned, Heap::kReleaseScanLimit * kPageSize) << "the scan limit";
+  EXPECT_EQ(scanned + h.heap.ReleaseFree(), n * kPageSize);
+  st = h.heap.Stats();
+  EXPECT_EQ(st.released_pages, st.free_pages);
+  for (size_t i = 1; i < 2 * n; i += 2) h.heap.Free(spans[i]);
   h.heap.ReleaseAll();
   EXPECT_TRUE(AllFreeAndMerged(h));
 }
