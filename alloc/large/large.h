@@ -384,15 +384,17 @@ class LargeHeap {
     return mem;
   }
 
-  // Makes the mapping of `s` `bytes` long (mremap: in place or moved
-  // without a copy; an aligned mapping is copied when it cannot stay), and
-  // records where it is now. nullptr (and nothing changed) on failure.
-  //
+  // New bytes of mapping: for the exchange (taken) and the growth watch
+  // (kept).
   void AddFresh(size_t bytes) {
     fresh_bytes_.fetch_add(bytes, std::memory_order_relaxed);
     fresh_total_.fetch_add(bytes, std::memory_order_relaxed);
   }
 
+  // Makes the mapping of `s` `bytes` long (mremap: in place or moved
+  // without a copy; an aligned mapping is copied when it cannot stay), and
+  // records where it is now. nullptr (and nothing changed) on failure.
+  //
   // The old address's page-map entry is cleared before the mapping moves:
   // once mremap (or the unmap after a copy) frees the old range, another
   // thread may map it and record itself there under its own lock, and a
