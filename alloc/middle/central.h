@@ -142,7 +142,8 @@ class CentralList {
   // `transfer`: TransferPointers(cls) pointers of storage for the transfer
   // cache; or, with `first` (kMaxBatch pointers), the storage of its first
   // batch is `first` and `transfer` holds the rest (TransferPointers(cls) -
-  // batch). The heap keeps every class's first batch together, apart from
+  // batch), within 2 GiB of `first` (the list keeps the distance in 32
+  // bits: see transfer_rest_offset_). The heap keeps every class's first batch together, apart from
   // the rest: a process with one thread uses only the first (SetThreaded),
   // and the classes' first batches then take 15 KiB of resident pages
   // where, spread over the classes' whole storage, they took a page or two
@@ -163,7 +164,7 @@ class CentralList {
     batch_ = Info(cls).batch;
     transfer_first_ = first != nullptr ? first : transfer;
     void** rest = first != nullptr ? transfer : transfer + batch_;
-    transfer_rest_offset_ = uint32_t(uintptr_t(rest) - uintptr_t(transfer_first_));
+    transfer_rest_offset_ = int32_t(intptr_t(rest) - intptr_t(transfer_first_));
     transfer_cap_ = TransferCap(cls);
     transfer_limit_ = transfer_cap_;
     for (unsigned i = 0; i < kBuckets - 1; ++i) {
@@ -459,7 +460,7 @@ class CentralList {
   // Where the transfer cache's batch number i is kept (see Init).
   void** SlotLocked(uint32_t i) const {
     if (i == 0) return transfer_first_;
-    void** rest = reinterpret_cast<void**>(uintptr_t(transfer_first_) + transfer_rest_offset_);
+    void** rest = reinterpret_cast<void**>(intptr_t(transfer_first_) + transfer_rest_offset_);
     return rest + size_t(i - 1) * size_t(batch_);
   }
 
@@ -624,7 +625,7 @@ class CentralList {
   uint32_t transfer_limit_ = 0;  // batches InsertRange may leave: the cap, or less (SetThreaded)
   // Where the other transfer_cap_ - 1 batches are kept, in bytes from
   // transfer_first_ (a pointer would not fit the lists in four pages).
-  uint32_t transfer_rest_offset_ = 0;
+  int32_t transfer_rest_offset_ = 0;
   uint64_t transfer_uses_ = 0;
   uint64_t transfer_uses_seen_ = 0;
   int batch_ = 0;

@@ -415,6 +415,46 @@ TEST_F(CentralTest, TransferCacheKeepsBatchesUpToItsCapacityAndDrainsWhenIdle) {
   EXPECT_EQ(h.heap.Stats().used_pages, 0u);
 }
 
+// With the first batch's storage apart (how the heap lays out every
+// class's: Init's `first`), the first batch waits there and the others in
+// the rest, each where it belongs, and they come out as they went in.
+TEST(CentralTransferStorage, TheFirstBatchWaitsApartFromTheRest) {
+  const size_t cls = SizeToClass(4096);
+  const int batch = Info(cls).batch;
+  const size_t cap = Central::TransferCap(cls);
+  ASSERT_GE(cap, 3u);
+  FakeHeap h;
+  Central c;
+  // As in the heap: every class's first batch, then the rest; here with a
+  // guard slot after each part. The rest comes first in memory, too: the
+  // list keeps a signed distance.
+  std::vector<void*> storage(Central::TransferPointers(cls) - size_t(batch) + 1 + kMaxBatch + 1, nullptr);
+  void** rest_at = storage.data();
+  void** first_at = storage.data() + (Central::TransferPointers(cls) - size_t(batch) + 1);
+  c.Init(uint8_t(cls), &h.heap, rest_at, nullptr, nullptr, first_at);
+  auto first = [&](size_t i) { return first_at[i]; };
+  auto rest = [&](size_t i) { return rest_at[i]; };
+  const size_t rest_n = Central::TransferPointers(cls) - size_t(batch);
+  std::vector<std::vector<void*>> batches;
+  for (size_t i = 0; i < cap; ++i) batches.push_back(Take(c, batch));
+  for (const auto& b : batches) GiveWithTail(c, b);
+  EXPECT_EQ(c.Stats().transfer_objects, cap * size_t(batch));
+  for (int k = 0; k < batch; ++k) EXPECT_EQ(first(size_t(k)), batches[0][size_t(k)]) << "batch 0 in `first`";
+  EXPECT_EQ(first(size_t(batch)), nullptr) << "nothing past it";
+  for (size_t i = 1; i < cap; ++i) {
+    for (int k = 0; k < batch; ++k) {
+      EXPECT_EQ(rest((i - 1) * size_t(batch) + size_t(k)), batches[i][size_t(k)]) << "batch " << i << " in the rest";
+    }
+  }
+  EXPECT_EQ(rest(rest_n), nullptr) << "nothing past the rest";
+  for (size_t i = cap; i-- > 0;) EXPECT_EQ(Take(c, batch), batches[i]) << "batch " << i;
+  EXPECT_FALSE(c.HoldsTransfer());
+  for (const auto& b : batches) Give(c, b);
+  c.ReleaseEmpty();
+  EXPECT_EQ(h.heap.Stats().used_pages, 0u);
+  EXPECT_TRUE(h.Checked());
+}
+
 // Objects back in a span kept empty came back too: no fresh allowance
 // needed for them.
 TEST_F(CentralTest, AKeptEmptySpanServesWithoutFreshObjects) {
