@@ -120,8 +120,15 @@ bool ExchangeAllowed(bool threaded);
 // kWatchFastForMs, or eager is on, the purger looks every kWatchPollMs
 // (the RSS from /proc/self/statm and two loads: a few microseconds);
 // otherwise every kWatchSlowMs, or at each pass if that is sooner.
-// Each time it sees such growth, it gives back what strata holds and makes
-// the page heap, the large cache and the central lists eager for kEagerMs.
+// Each time it sees such growth, it gives back what strata holds (free
+// for kEagerIdleMs or more) and turns eager for kEagerMs: at each look it
+// gives back again what has been free (or cached) that long, and central
+// lists keep no empty span. The idle bound spares a program that churns
+// while it grows: one that freed and reallocated 1-64 KiB blocks while
+// it touched a mapping of its own ran 2.4 times slower when every free
+// gave its block back at once (0.55 -> 1.33 s), 1.2 times with a bound
+// of 0 (what happened to be free at each look), and as fast with 4 ms;
+// g++'s peak: 315.6, 315.7 and 315.8 MiB (5 reps each, within noise).
 // Only while one thread allocates: elsewhere every madvise and munmap
 // interrupts the other cores (see ExchangeOn below); a thread that comes
 // along turns eager off at the next look at the latest, and the watch
@@ -132,10 +139,11 @@ bool ExchangeAllowed(bool threaded);
 // the image before exec(), so a compiler run by a large build driver saw
 // no growth until it passed its parent's peak.
 //
-// g++'s peak RSS, 7 interleaved reps against the previous build (fee1f66):
-// 318.6 -> 315.5 MiB (glibc 314.8; with STRATA_DECAY_MS=0, 316.0); python3's
-// 50.5 -> 49.6 MiB, its time unchanged (1.00 against 1.04); purge-latency's
-// longest call 42 us (49). Throw-away rules measured first (g++, 3 reps):
+// g++'s peak RSS, 5 interleaved reps of the full benchmark run (with
+// frees giving their blocks back at once while eager, before the idle
+// bound): 319.8 MiB without decay, 315.2 (glibc 314.6; with
+// STRATA_DECAY_MS=0, 316.0); python3's 49.8 (52.3). Throw-away rules
+// measured first (g++, 3 reps):
 //  - release at once when the page heap handed out nothing for 2/5/10 ms:
 //    316.9/318.6/318.6 MiB (cc1plus asks for spans every few ms to its end);
 //  - release what has been free 2 ms whenever the peak grows by 64 KiB,
@@ -148,6 +156,7 @@ bool ExchangeAllowed(bool threaded);
 constexpr int64_t kWatchPollMs = 4;
 constexpr int64_t kWatchSlowMs = 125;
 constexpr uint64_t kEagerMs = 50;
+constexpr uint64_t kEagerIdleMs = 4;
 constexpr uint64_t kWatchFastForMs = 1000;
 std::atomic<uint64_t> g_growth_releases{0};  // for the statistics
 
@@ -162,7 +171,13 @@ struct Watch {
   void SetEager(bool on) {
     eager = on;
     g_heap.pages.set_eager(on);
-    g_heap.large.set_eager(on);
+  }
+
+  // Gives back what has been free (or cached) for kEagerIdleMs.
+  static void ReleaseIdleNow(uint64_t now) {
+    const uint64_t cutoff = now > kEagerIdleMs ? now - kEagerIdleMs : 0;
+    g_heap.pages.ReleaseFree(cutoff);
+    g_heap.large.Purge(cutoff);
   }
 
   // One look. Returns whether the next should come soon.
@@ -184,12 +199,11 @@ struct Watch {
       if (g_heap.large.threaded()) SetEager(false);  // a thread came meanwhile
       eager_until_ms = now + kEagerMs;
       for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].ReleaseEmpty();
-      g_heap.pages.ReleaseFree();
-      g_heap.large.Purge(UINT64_MAX);
+      ReleaseIdleNow(now);
     } else if (eager && now >= eager_until_ms) {
       SetEager(false);
-    } else if (eager && g_heap.pages.EagerLeftWork()) {
-      g_heap.pages.ReleaseFree();  // what frees left (PageHeap::kEagerFreeBytes)
+    } else if (eager) {
+      ReleaseIdleNow(now);
     }
     if (growth.peak() > peak_before) fast_until_ms = now + kWatchFastForMs;
     return eager || now < fast_until_ms;
@@ -1092,7 +1106,6 @@ void ForkChild() {
   // Nor will it end the eager spell its growth watch began (if any): the
   // child's own purger watches the child.
   g_heap.pages.set_eager(false);
-  g_heap.large.set_eager(false);
   // Nor did the other threads. Their caches leave the registry:
   //  - glibc gives their stacks, and the TLS in them, to the child's next
   //    threads, whose caches would then be linked into the registry a

@@ -103,14 +103,13 @@ class PageHeap {
   // Whether a background purger calls ReleaseIdle: then Free leaves idle
   // blocks to it (see Free).
   void set_purger(bool on) { purger_.store(on, std::memory_order_relaxed); }
-  // Eager: every block freed goes back to the OS at once (up to
-  // kEagerFreeBytes; larger ones at the purger's next look), as with a
-  // decay time of 0, whatever the decay time (the purger turns it on for a
-  // while when the rest of the process grows past its peak:
-  // alloc/stats/growth.h).
+  // Eager: the purger gives back every few milliseconds what has been free
+  // a few milliseconds (ReleaseFree), and central lists keep no empty span
+  // meanwhile (the purger turns it on for a while when the rest of the
+  // process grows past its peak: alloc/stats/growth.h). The heap itself
+  // only keeps the flag.
   void set_eager(bool on) { eager_.store(on, std::memory_order_relaxed); }
   bool eager() const { return eager_.load(std::memory_order_relaxed); }
-  static constexpr size_t kEagerFreeBytes = 64 << 10;  // see EagerDetachLocked
   // Bytes handed out from pages that were not resident (released, or never
   // touched), ever: what this heap's growth may have added to the RSS.
   // Lock-free. A block freed resident counts as resident as a whole, even
@@ -174,8 +173,7 @@ class PageHeap {
   [[nodiscard]] Release FreeHeld(Span* s) {
     const uint64_t now = os_->NowMs();
     LockGuard g(lock_);
-    Span* merged = FreeLocked(s, now);
-    if (STRATA_UNLIKELY(eager_.load(std::memory_order_relaxed))) return EagerDetachLocked(merged, now);
+    FreeLocked(s, now);
     if (STRATA_LIKELY(!SlowPathReleaseDue(now))) return Release{};
     return SlowPathDetachLocked(now);
   }
@@ -194,23 +192,17 @@ class PageHeap {
     const size_t released = ReleaseDetached(SIZE_MAX);
     return released + ShrinkBreak(cutoff);
   }
-  // Gives back every free block's resident pages now, like ReleaseAll but
-  // without waiting for other threads' releases (for the purger's growth
-  // watch). Returns the bytes released.
-  size_t ReleaseFree() {
+  // Gives back the resident pages of every block free since `cutoff_ms`
+  // or before, like ReleaseAll but without waiting for other threads'
+  // releases, and with no limit on the blocks it looks at (the purger's
+  // growth watch). Returns the bytes released.
+  size_t ReleaseFree(uint64_t cutoff_ms) {
     size_t taken = 0;
     {
       LockGuard g(lock_);
-      eager_left_ = false;
-      DetachWhereLocked(UINT64_MAX, SIZE_MAX, &taken);
+      DetachWhereLocked(cutoff_ms, SIZE_MAX, &taken);
     }
     return taken != 0 ? ReleaseDetached(taken) : 0;
-  }
-  // Whether an eager free left a block for the purger (see
-  // EagerDetachLocked) since the last ReleaseFree.
-  bool EagerLeftWork() {
-    LockGuard g(lock_);
-    return eager_left_;
   }
 
   // Whether a free block still has resident pages: what the background
@@ -397,28 +389,7 @@ class PageHeap {
     if (r.shrink) ShrinkBreak(r.cutoff, /*clean_only=*/true);
   }
 
-  // Eager (see set_eager): the block just freed, merged, goes back, when
-  // it has at most kEagerFreeBytes resident; larger ones are left to the
-  // purger, which gives back what is free every few milliseconds while
-  // eager. With every freed block going back from free() itself, the
-  // purge-latency workload's longest call went from 41 to 120-190 us
-  // (a free of 128-320 KiB, merged with its free buddies, waited for their
-  // madvise), and one call in a thousand took 20 us instead of 0.3.
-  STRATA_NOINLINE Release EagerDetachLocked(Span* merged, uint64_t now) {
-    Release r;
-    r.cutoff = now;
-    const size_t resident = size_t(merged->pages().n - merged->clean_pages) << kPageShift;
-    if (resident > kEagerFreeBytes) {
-      eager_left_ = true;
-      return r;
-    }
-    r.bytes = DetachLocked(merged);
-    r.shrink = use_brk_;
-    return r;
-  }
-
-  // Returns the free block s ended in, merged with its buddies.
-  Span* FreeLocked(Span* s, uint64_t now) {
+  void FreeLocked(Span* s, uint64_t now) {
     map_->ClearClass(s->start, s->pages());
     used_pages_ -= s->pages().n;
     s->state = SpanState::kFree;
@@ -428,7 +399,7 @@ class PageHeap {
     s->used = 0;
     s->clean_pages = 0;
     s->free_since_ms = now;
-    return InsertFreeMerging(s);
+    InsertFreeMerging(s);
   }
 
   // The smallest order of at least `want` with a free block; kNumOrders if
@@ -488,7 +459,7 @@ class PageHeap {
     return s;
   }
 
-  Span* InsertFreeMerging(Span* s) {
+  void InsertFreeMerging(Span* s) {
     unsigned k = s->order;
     while (k < kMaxOrder) {
       uintptr_t chunk = AlignDown(s->start, kChunkSize);
@@ -511,7 +482,6 @@ class PageHeap {
     }
     map_->SetSpan(s->start, s);
     free_[k].Push(s);
-    return s;
   }
 
   STRATA_NOINLINE bool GrowLocked() {
@@ -740,7 +710,6 @@ class PageHeap {
   std::atomic<bool> count_faulting_{false};
   std::atomic<uint64_t> fresh_pages_{0};  // written under lock_, read without (fresh_bytes)
   std::atomic<bool> eager_{false};
-  bool eager_left_ = false;  // an eager free left its block to the purger
   // Zero (return at once) until the owner sets it. Every default in the
   // heap is zero, so that the global heap lands in .bss (see Heap).
   int64_t decay_ms_ = 0;

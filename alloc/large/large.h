@@ -92,10 +92,6 @@ class LargeHeap {
   // Whether more than one thread allocates now (the glue keeps it).
   void set_threaded(bool t) { threaded_.store(t, std::memory_order_relaxed); }
   bool threaded() const { return threaded_.load(std::memory_order_relaxed); }
-  // Eager: freed mappings are unmapped at once, not cached (the purger
-  // turns it on for a while when the rest of the process grows past its
-  // peak: alloc/stats/growth.h).
-  void set_eager(bool on) { eager_.store(on, std::memory_order_relaxed); }
 
   // 0 when no mapping can hold `size`. A zero-byte request gets a page.
   static size_t MappingSize(size_t size) {
@@ -151,8 +147,7 @@ class LargeHeap {
       ++stats_.frees;
       stats_.live_bytes -= bytes;
       if (peak_ != nullptr) peak_->Add(-int64_t(bytes));
-      if (s->order == 0 && bytes <= kMaxCachedBytes && decay_ms_ != 0 &&
-          !eager_.load(std::memory_order_relaxed)) {
+      if (s->order == 0 && bytes <= kMaxCachedBytes && decay_ms_ != 0) {
         // The page-map entry stays: a second free of it sees state
         // kLargeCached and is refused.
         CacheLocked(s, now_ms, evicted, &n_evicted);
@@ -451,7 +446,6 @@ class LargeHeap {
   size_t cache_n_ = 0;
   size_t cache_bytes_ = 0;
   std::atomic<bool> threaded_{false};
-  std::atomic<bool> eager_{false};
   std::atomic<uint64_t> fresh_total_{0};
   std::atomic<size_t> fresh_bytes_{0};
   int64_t decay_ms_ = 0;  // no cache until the owner sets it (zero: see Heap)

@@ -753,24 +753,6 @@ TEST_F(LargeCacheTest, NewMappingsAndGrowthAreCountedAsFresh) {
       << "the running total is never taken, and counts the reused mapping too";
 }
 
-// Eager (the purger's growth watch), a freed mapping is unmapped at once,
-// not kept for reuse; off again, the cache keeps the next one.
-TEST_F(LargeCacheTest, EagerFreesUnmapAtOnce) {
-  void* p = large.Alloc(kMiB, kPageSize);
-  void* q = large.Alloc(kMiB, kPageSize);
-  ASSERT_TRUE(p && q);
-  large.set_eager(true);
-  const size_t unmaps = os.unmaps;
-  large.Free(SpanAt(p), os.now_ms);
-  EXPECT_EQ(os.unmaps, unmaps + 1);
-  EXPECT_EQ(large.Stats().cached, 0u);
-  large.set_eager(false);
-  large.Free(SpanAt(q), os.now_ms);
-  EXPECT_EQ(os.unmaps, unmaps + 1);
-  EXPECT_EQ(large.Stats().cached, 1u);
-  large.Purge(UINT64_MAX);
-}
-
 TEST_F(LargeCacheTest, PurgeBytesUnmapsIdleMappingsOldestFirst) {
   large.set_threaded(true);  // a floor that keeps all three
   void* a = large.Alloc(kMiB, kPageSize);

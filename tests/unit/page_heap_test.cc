@@ -1087,77 +1087,48 @@ TEST_F(PageHeapDecay, AForkedChildGetsBackTheBlocksBeingReleased) {
 
 // ---- eager (the purger's growth watch: alloc/stats/growth.h) ----
 
-// Eager, each free gives its block back at once, merged with its free
-// buddies, whatever the decay time and even with a purger; blocks freed
-// before stay until the purger's release. Off again, frees keep their
-// blocks for the decay time.
-TEST_F(PageHeapDecay, EagerFreesGiveTheirBlockBackAtOnce) {
+// Eager is a flag the central lists read: the heap's frees keep their
+// blocks as ever (the purger gives back what has been free a while).
+TEST_F(PageHeapDecay, EagerFreesKeepTheirBlocks) {
   h.heap.set_purger(true);
-  // Each block with a used one beside it, so that none merges.
-  Span* blocks[8];
-  for (Span*& s : blocks) {
-    s = h.heap.Alloc(Order{2}, SpanState::kSmall, 1);
-    ASSERT_NE(s, nullptr);
-  }
-  Span* old = blocks[0];
-  Span* a = blocks[2];
-  Span* b = blocks[4];
-  Span* keep = blocks[6];
-  h.heap.Free(old);
+  Span* a = h.heap.Alloc(Order{2}, SpanState::kSmall, 1);
+  Span* keep = h.heap.Alloc(Order{2}, SpanState::kSmall, 1);
+  ASSERT_TRUE(a && keep);
   EXPECT_FALSE(h.heap.eager());
   h.heap.set_eager(true);
   EXPECT_TRUE(h.heap.eager());
   const size_t releases = h.os.releases;
   h.heap.Free(a);
-  EXPECT_EQ(h.os.releases, releases + 1);
-  PageHeapStats st = h.heap.Stats();
-  EXPECT_EQ(st.free_pages - st.released_pages, 4u) << "only the block freed before eager stays resident";
-  h.heap.Free(b);
-  EXPECT_EQ(h.os.releases, releases + 2);
-  st = h.heap.Stats();
-  EXPECT_EQ(st.free_pages - st.released_pages, 4u);
-  EXPECT_TRUE(h.Checked());
+  EXPECT_EQ(h.os.releases, releases);
   h.heap.set_eager(false);
   h.heap.Free(keep);
-  EXPECT_EQ(h.os.releases, releases + 2) << "not eager: kept for the decay time";
-  st = h.heap.Stats();
-  EXPECT_EQ(st.free_pages - st.released_pages, 8u);
-  for (int i = 1; i < 8; i += 2) h.heap.Free(blocks[i]);
+  h.heap.ReleaseAll();
   EXPECT_TRUE(AllFreeAndMerged(h));
 }
 
-// A free whose block, merged, holds more than kEagerFreeBytes resident
-// leaves it to the purger: no free waits for a long madvise.
-TEST_F(PageHeapDecay, EagerFreesLeaveLargeBlocksToThePurger) {
-  using Heap = PageHeap<strata_test::FakeOs>;
-  const unsigned big = 5;  // 128 KiB
-  ASSERT_GT(Order{big}.bytes(), Heap::kEagerFreeBytes);
-  ASSERT_LE(Order{4}.bytes(), Heap::kEagerFreeBytes);
-  h.heap.set_purger(true);
-  Span* a = h.heap.Alloc(Order{big}, SpanState::kPageObject, 0);
-  Span* b = h.heap.Alloc(Order{4}, SpanState::kSmall, 1);
-  Span* c = h.heap.Alloc(Order{4}, SpanState::kSmall, 1);  // keeps b from merging
-  ASSERT_TRUE(a && b && c);
-  h.heap.set_eager(true);
-  const size_t releases = h.os.releases;
-  h.heap.Free(a);
-  EXPECT_EQ(h.os.releases, releases) << "128 KiB resident: left to the purger";
-  EXPECT_TRUE(h.heap.EagerLeftWork());
-  h.heap.Free(b);
-  EXPECT_EQ(h.os.releases, releases + 1) << "64 KiB: at once";
+// ReleaseFree(cutoff) gives back the blocks free since the cutoff or
+// before, and leaves those freed after it.
+TEST_F(PageHeapDecay, ReleaseFreeTakesBlocksFreeSinceTheCutoff) {
+  std::vector<Span*> s;
+  for (int i = 0; i < 4; ++i) s.push_back(h.heap.Alloc(Order{2}, SpanState::kSmall, 1));
+  const uint64_t t = h.os.now_ms;
+  h.heap.Free(s[0]);  // at t
+  h.os.now_ms = t + 10;
+  h.heap.Free(s[2]);  // at t + 10 (not s[0]'s buddy)
+  EXPECT_EQ(h.heap.ReleaseFree(t + 9), 4 * kPageSize) << "only the block free since t";
   PageHeapStats st = h.heap.Stats();
-  EXPECT_EQ(st.free_pages - st.released_pages, 32u);
-  EXPECT_EQ(h.heap.ReleaseFree(), Order{big}.bytes()) << "the purger's share";
-  EXPECT_FALSE(h.heap.EagerLeftWork());
-  h.heap.set_eager(false);
-  h.heap.Free(c);
+  EXPECT_EQ(st.free_pages - st.released_pages, 4u);
+  EXPECT_EQ(h.heap.ReleaseFree(t + 10), 4 * kPageSize);
+  EXPECT_EQ(h.heap.ReleaseFree(UINT64_MAX), 0u) << "nothing is released twice";
+  h.heap.Free(s[1]);
+  h.heap.Free(s[3]);
   h.heap.ReleaseAll();
   EXPECT_TRUE(AllFreeAndMerged(h));
 }
 
 // ReleaseFree gives back every free block's resident pages, however many
 // there are (ReleaseIdleBytes looks at no more than kReleaseScanLimit), and
-// says whether eager frees left any.
+// nothing more.
 TEST_F(PageHeapDecay, ReleaseFreeGivesBackEveryBlockWithoutAScanLimit) {
   using Heap = PageHeap<strata_test::FakeOs>;
   const size_t n = Heap::kReleaseScanLimit + 200;
@@ -1166,10 +1137,9 @@ TEST_F(PageHeapDecay, ReleaseFreeGivesBackEveryBlockWithoutAScanLimit) {
   for (size_t i = 0; i < 2 * n; i += 2) h.heap.Free(spans[i]);  // n blocks, no two buddies
   PageHeapStats st = h.heap.Stats();
   ASSERT_EQ(st.free_pages - st.released_pages, n);
-  EXPECT_FALSE(h.heap.EagerLeftWork());
   const size_t scanned = h.heap.ReleaseIdleBytes(SIZE_MAX, UINT64_MAX);
   EXPECT_LE(scanned, Heap::kReleaseScanLimit * kPageSize) << "the scan limit";
-  EXPECT_EQ(scanned + h.heap.ReleaseFree(), n * kPageSize);
+  EXPECT_EQ(scanned + h.heap.ReleaseFree(UINT64_MAX), n * kPageSize);
   st = h.heap.Stats();
   EXPECT_EQ(st.released_pages, st.free_pages);
   for (size_t i = 1; i < 2 * n; i += 2) h.heap.Free(spans[i]);
