@@ -139,11 +139,10 @@ bool ExchangeAllowed(bool threaded);
 // the image before exec(), so a compiler run by a large build driver saw
 // no growth until it passed its parent's peak.
 //
-// g++'s peak RSS, 5 interleaved reps of the full benchmark run (with
-// frees giving their blocks back at once while eager, before the idle
-// bound): 319.8 MiB without decay, 315.2 (glibc 314.6; with
-// STRATA_DECAY_MS=0, 316.0); python3's 49.8 (52.3). Throw-away rules
-// measured first (g++, 3 reps):
+// g++'s peak RSS against fee1f66 (no watch), 7 interleaved reps: 318.5 ->
+// 315.8 MiB (glibc 314.8; with STRATA_DECAY_MS=0, 316.0); python3's 50.5 ->
+// 49.5 (52.7), its time unchanged. Throw-away rules measured first (g++,
+// 3 reps):
 //  - release at once when the page heap handed out nothing for 2/5/10 ms:
 //    316.9/318.6/318.6 MiB (cc1plus asks for spans every few ms to its end);
 //  - release what has been free 2 ms whenever the peak grows by 64 KiB,
