@@ -16,15 +16,15 @@
 // What. The purger samples the process's RSS (/proc/self/statm; the
 // watch keeps the highest it has seen: the peak) and the bytes strata
 // handed out from pages that were not resident (PageHeap::fresh_bytes),
-// and new or reused large mappings (LargeHeap::fresh_bytes_total). Each time the
-// peak has grown by
-// kMinGrowthBytes since the last such time, it compares: when strata's
-// fresh pages explain at most half of that growth, somebody else is growing
-// the process past its peak. Sample says so, and the purger gives back
-// what strata holds and makes the page heap, the large cache and the
-// central lists eager for a while (each free goes back at once, as with a
-// decay time of 0). A program whose growth is its own allocations (python3
-// with PYTHONMALLOC=malloc) is left alone: its peak grows with what strata
+// and new or reused large mappings (LargeHeap::fresh_bytes_total). Each
+// time the peak has grown by kMinGrowthBytes since the last such time, it
+// compares: when strata's fresh pages explain at most half of that growth,
+// somebody else is growing the process past its peak. Sample says so, and
+// the purger gives back what strata holds and turns eager for a while
+// (alloc/strata.cc, "Watch": every few milliseconds it gives back what has
+// been free a few milliseconds, and central lists keep no empty span). A
+// program whose growth is its own allocations (python3 with
+// PYTHONMALLOC=malloc) is left alone: its peak grows with what strata
 // hands out.
 //
 // Fresh pages are counted when they are handed out, and become resident
