@@ -164,13 +164,11 @@ struct Watch {
   GrowthWatch growth;
   uint64_t fast_until_ms = 0;
   uint64_t eager_until_ms = 0;
-  bool eager = false;
   bool restart = false;  // the process was threaded: start the watch over
 
-  void SetEager(bool on) {
-    eager = on;
-    g_heap.pages.set_eager(on);
-  }
+  // The page heap keeps the flag (the central lists read it there).
+  static bool Eager() { return g_heap.pages.eager(); }
+  static void SetEager(bool on) { g_heap.pages.set_eager(on); }
 
   // Gives back what has been free (or cached) for kEagerIdleMs.
   static void ReleaseIdleNow(uint64_t now) {
@@ -182,7 +180,7 @@ struct Watch {
   // One look. Returns whether the next should come soon.
   bool Look(uint64_t now) {
     if (!ExchangeAllowed(g_heap.large.threaded()) || g_heap.options.release != 0) {
-      if (eager) SetEager(false);
+      if (Eager()) SetEager(false);
       restart = true;
       return false;
     }
@@ -199,13 +197,13 @@ struct Watch {
       eager_until_ms = now + kEagerMs;
       for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].ReleaseEmpty();
       ReleaseIdleNow(now);
-    } else if (eager && now >= eager_until_ms) {
+    } else if (Eager() && now >= eager_until_ms) {
       SetEager(false);
-    } else if (eager) {
+    } else if (Eager()) {
       ReleaseIdleNow(now);
     }
     if (growth.peak() > peak_before) fast_until_ms = now + kWatchFastForMs;
-    return eager || now < fast_until_ms;
+    return Eager() || now < fast_until_ms;
   }
 };
 
@@ -236,7 +234,7 @@ STRATA_COLD void* BackgroundMain(void*) {
     if (PurgerHasWork()) {
       idle_passes = 0;
     } else if (++idle_passes >= idle_passes_to_park) {
-      if (watch.eager) watch.SetEager(false);
+      if (Watch::Eager()) Watch::SetEager(false);
       ParkPurger();
       idle_passes = 0;
       soon = false;
@@ -339,7 +337,7 @@ STRATA_COLD bool InitSlow() {
     g_heap.arena.set_os(&g_heap.os);
     g_heap.pages.Bind(&g_heap.os, &g_heap.map, &g_heap.arena);
     g_heap.large.Bind(&g_heap.os, &g_heap.map, &g_heap.arena, &g_heap.peak);
-    for (size_t c = 1, at = 0; c < kNumClasses; at += CentralList<RealOs>::TransferPointers(c) - Info(c).batch, ++c) {
+    for (size_t c = 1, at = 0; c < kNumClasses; at += CentralList<RealOs>::TransferRestPointers(c), ++c) {
       g_heap.central[c].Init(uint8_t(c), &g_heap.pages, &g_heap.transfer[at], &g_heap.peak, &g_heap.mixed,
                              g_heap.transfer_first[c]);
     }

@@ -450,9 +450,11 @@ class PageHeap {
       map_->SetSpan(upper->start, upper);
       free_[k].Push(upper);
     }
-    if (s->clean_pages != 0) fresh_pages_.store(fresh_pages_.load(std::memory_order_relaxed) + s->clean_pages, std::memory_order_relaxed);
-    if (s->clean_pages != 0 && count_faulting_.load(std::memory_order_relaxed)) {
-      faulting_pages_.fetch_add(s->clean_pages, std::memory_order_relaxed);
+    if (s->clean_pages != 0) {
+      fresh_pages_.store(fresh_pages_.load(std::memory_order_relaxed) + s->clean_pages, std::memory_order_relaxed);
+      if (count_faulting_.load(std::memory_order_relaxed)) {
+        faulting_pages_.fetch_add(s->clean_pages, std::memory_order_relaxed);
+      }
     }
     s->clean_pages = 0;
     s->next = s->prev = nullptr;

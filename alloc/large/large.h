@@ -269,9 +269,10 @@ class LargeHeap {
     }
     // For the growth watch, a reused mapping counts as fresh too: it may
     // have been barely touched before, and it fills now.
-    fresh_total_.fetch_add(had < bytes ? had : bytes, std::memory_order_relaxed);
+    const size_t reused = had < bytes ? had : bytes;
+    fresh_total_.fetch_add(reused, std::memory_order_relaxed);
     UnmapEvicted(evicted, n_evicted);
-    if (dirty != nullptr) *dirty = had < bytes ? had : bytes;
+    if (dirty != nullptr) *dirty = reused;
     return p;
   }
 

@@ -131,23 +131,25 @@ class CentralList {
   // slots inside, the lists of all classes spanned pages that every process
   // then had resident.
   static constexpr size_t TransferPointers(size_t cls) { return size_t(TransferCap(cls)) * AllClasses()[cls].batch; }
-  // The same, less every class's first batch (kept apart: see Init).
+  // The same, less the first batch (kept apart: see Init).
+  static constexpr size_t TransferRestPointers(size_t cls) { return TransferPointers(cls) - AllClasses()[cls].batch; }
   static constexpr size_t AllTransferRestPointers() {
     size_t n = 0;
-    for (size_t c = 1; c < kNumClasses; ++c) n += TransferPointers(c) - AllClasses()[c].batch;
+    for (size_t c = 1; c < kNumClasses; ++c) n += TransferRestPointers(c);
     return n;
   }
 
   constexpr CentralList() = default;
   // `transfer`: TransferPointers(cls) pointers of storage for the transfer
   // cache; or, with `first` (kMaxBatch pointers), the storage of its first
-  // batch is `first` and `transfer` holds the rest (TransferPointers(cls) -
-  // batch), within 2 GiB of `first` (the list keeps the distance in 32
-  // bits: see transfer_rest_offset_). The heap keeps every class's first batch together, apart from
-  // the rest: a process with one thread uses only the first (SetThreaded),
-  // and the classes' first batches then take 15 KiB of resident pages
-  // where, spread over the classes' whole storage, they took a page or two
-  // each (g++: 144 KiB of the heap's static data resident).
+  // batch is `first` and `transfer` holds the rest (TransferRestPointers),
+  // within 2 GiB of `first` (the list keeps the distance in 32 bits: see
+  // transfer_rest_offset_). The heap keeps every class's first batch
+  // together, apart from the rest: a process with one thread uses only the
+  // first (SetThreaded), and the classes' first batches then take 15 KiB
+  // of resident pages where, spread over the classes' whole storage, they
+  // took a page or two each (g++: 144 KiB of the heap's static data
+  // resident).
   // `peak` (may be null) follows the bytes handed out.
   // `mixed` (may be null): the pool that takes this class's nearly empty
   // one-page spans when the class has room to spare, and whose free runs

@@ -87,6 +87,16 @@ static int run_idle(const char *name, size_t small, size_t nlarge,
   return shim_finish();
 }
 
+/* The statistics as JSON now, in a static buffer (a failed check if they
+ * do not fit). */
+static const char *stats_now(const char *what) {
+  static char doc[1 << 16];
+  size_t need = shim_stats_json(doc, sizeof doc);
+  CHECKF(need < sizeof doc, "%s: strata_stats_json needs %zu bytes", what,
+         need);
+  return doc;
+}
+
 /* ---- 6: the purger sleeps while there is nothing to give back ---- */
 
 /* The thread of this process that is not the main one (strata's purger),
@@ -184,10 +194,7 @@ static int run_park(void) {
            "was nothing left to give back (%lld wake-ups)",
            what, (unsigned long long)kDeadlineMs, sleeps_of(tid));
     /* The statistics say so too. */
-    static char doc[1 << 16];
-    size_t need = shim_stats_json(doc, sizeof doc);
-    CHECKF(need < sizeof doc, "%s: strata_stats_json needs %zu bytes", what,
-           need);
+    const char *doc = stats_now(what);
     const char *purger = strstr(doc, "\"purger\":");
     CHECKF(purger && strstr(purger, "\"state\":\"parked\""),
            "%s: the statistics' purger object is not parked: %.80s", what,
@@ -601,9 +608,7 @@ static int run_forkrelease(void) {
 /* The page heap's resident free bytes and the purger's growth releases,
  * from the statistics. */
 static void heap_held(long long *held, long long *growth_releases) {
-  static char doc[1 << 16];
-  size_t need = shim_stats_json(doc, sizeof doc);
-  CHECKF(need < sizeof doc, "strata_stats_json needs %zu bytes", need);
+  const char *doc = stats_now("growth");
   const char *ph = strstr(doc, "\"page_heap\":");
   const char *purger = strstr(doc, "\"purger\":");
   CHECK(ph != NULL && purger != NULL);

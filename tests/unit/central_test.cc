@@ -427,13 +427,13 @@ TEST(CentralTransferStorage, TheFirstBatchWaitsApartFromTheRest) {
   // As in the heap: every class's first batch, then the rest; here with a
   // guard slot after each part. The rest comes first in memory, too: the
   // list keeps a signed distance.
-  std::vector<void*> storage(Central::TransferPointers(cls) - size_t(batch) + 1 + kMaxBatch + 1, nullptr);
+  std::vector<void*> storage(Central::TransferRestPointers(cls) + 1 + kMaxBatch + 1, nullptr);
   void** rest_at = storage.data();
-  void** first_at = storage.data() + (Central::TransferPointers(cls) - size_t(batch) + 1);
+  void** first_at = storage.data() + (Central::TransferRestPointers(cls) + 1);
   c.Init(uint8_t(cls), &h.heap, rest_at, nullptr, nullptr, first_at);
   auto first = [&](size_t i) { return first_at[i]; };
   auto rest = [&](size_t i) { return rest_at[i]; };
-  const size_t rest_n = Central::TransferPointers(cls) - size_t(batch);
+  const size_t rest_n = Central::TransferRestPointers(cls);
   std::vector<std::vector<void*>> batches;
   for (size_t i = 0; i < cap; ++i) batches.push_back(Take(c, batch));
   for (const auto& b : batches) GiveWithTail(c, b);
