@@ -117,18 +117,28 @@ bool ExchangeAllowed(bool threaded);
 
 // Growth of the process past its peak that strata's own pages do not
 // explain (alloc/stats/growth.h). While the peak grew in the last
-// kWatchFastForMs, or eager is on, the purger looks every kWatchPollMs
-// (the RSS from /proc/self/statm and two loads: a few microseconds);
-// otherwise every kWatchSlowMs, or at each pass if that is sooner.
-// Each time it sees such growth, it gives back what strata holds (free
-// for kEagerIdleMs or more) and turns eager for kEagerMs: at each look it
-// gives back again what has been free (or cached) that long, and central
-// lists keep no empty span. The idle bound spares a program that churns
-// while it grows: one that freed and reallocated 1-64 KiB blocks while
-// it touched a mapping of its own ran 2.4 times slower when every free
-// gave its block back at once (0.55 -> 1.33 s), 1.2 times with a bound
-// of 0 (what happened to be free at each look), and as fast with 4 ms;
-// g++'s peak: 315.6, 315.7 and 315.8 MiB (5 reps each, within noise).
+// kWatchFastForMs, the purger looks every kWatchPollMs, and every
+// kWatchEagerPollMs while eager (the RSS from /proc/self/statm and two
+// loads: a few microseconds); otherwise every kWatchSlowMs, or at each
+// pass if that is sooner. Each time it sees such growth, it gives back
+// what strata holds (free for kEagerIdleMs or more) and turns eager for
+// kEagerMs: at each look it gives back again what has been free (or
+// cached) that long, central lists keep no empty span, and freed large
+// mappings are unmapped rather than cached. The idle bound spares a
+// program that churns while it grows: one that freed and reallocated
+// 1-64 KiB blocks while it touched a mapping of its own ran 2.4 times
+// slower when every free gave its block back at once (0.55 -> 1.33 s),
+// 1.2 times with a bound of 0 (what happened to be free at each look),
+// and as fast with 4 ms, or 2 ms looked at every millisecond; it ran 3.2
+// times slower when frees of blocks of 64 KiB and more released every
+// free block at once.
+//
+// cc1plus frees 4 MiB of 64 KiB buffers and a 1.5 MiB mapping in its
+// last 10 ms while its own heap still grows: with eager for 50 ms after a
+// growth step, 4 ms looks and the mapping cached, all of it was resident
+// at its peak. g++'s peak with each change (5 interleaved reps, glibc
+// 314.7): all three 315.1 MiB; eager for 50 ms 316.2; looks every 4 ms
+// and a 4 ms bound 315.3; mappings cached while eager 315.5.
 // Only while one thread allocates: elsewhere every madvise and munmap
 // interrupts the other cores (see ExchangeOn below); a thread that comes
 // along turns eager off at the next look at the latest, and the watch
@@ -153,9 +163,10 @@ bool ExchangeAllowed(bool threaded);
 //  - growth by others only: python3 unchanged, 316.2; then giving back the
 //    central lists' kept empty spans and transfer batches too: 315.5.
 constexpr int64_t kWatchPollMs = 4;
+constexpr int64_t kWatchEagerPollMs = 1;
 constexpr int64_t kWatchSlowMs = 125;
-constexpr uint64_t kEagerMs = 50;
-constexpr uint64_t kEagerIdleMs = 4;
+constexpr uint64_t kEagerMs = 1000;
+constexpr uint64_t kEagerIdleMs = 2;
 constexpr uint64_t kWatchFastForMs = 1000;
 std::atomic<uint64_t> g_growth_releases{0};  // for the statistics
 
@@ -219,7 +230,7 @@ STRATA_COLD void* BackgroundMain(void*) {
   for (;;) {
     const uint64_t before = RealOs::NowMs();
     int64_t nap = before >= next_pass_ms ? 0 : int64_t(next_pass_ms - before);
-    const int64_t watch_nap = soon ? kWatchPollMs : kWatchSlowMs;
+    const int64_t watch_nap = !soon ? kWatchSlowMs : Watch::Eager() ? kWatchEagerPollMs : kWatchPollMs;
     if (nap > watch_nap) nap = watch_nap;
     struct timespec ts = {time_t(nap / 1000), long(nap % 1000) * 1000000L};
     nanosleep(&ts, nullptr);
@@ -845,7 +856,8 @@ void FreeSlow(void* p) {
     InvalidPointer("free", p);
   }
   if (s->state == SpanState::kLarge) {
-    g_heap.large.Free(s, RealOs::NowMs());  // may be cached: someone must purge it
+    // May be cached (someone must purge it); not while eager (see Watch).
+    g_heap.large.Free(s, RealOs::NowMs(), /*may_cache=*/!g_heap.pages.eager());
   } else {
     g_page_object_frees.fetch_add(1, std::memory_order_relaxed);
     g_heap.peak.Add(-int64_t(s->bytes));

@@ -133,7 +133,10 @@ class LargeHeap {
     return mem;
   }
 
-  void Free(Span* s, uint64_t now_ms) {
+  // Frees large object `s`. Its mapping goes to the cache unless
+  // `may_cache` is false (the purger's growth watch: the process grows past
+  // its peak by other means, and a cached mapping would add to it).
+  void Free(Span* s, uint64_t now_ms, bool may_cache = true) {
     Span* evicted[kMaxCacheSlots + 1];
     size_t n_evicted = 0;
     bool cached = false;
@@ -147,7 +150,7 @@ class LargeHeap {
       ++stats_.frees;
       stats_.live_bytes -= bytes;
       if (peak_ != nullptr) peak_->Add(-int64_t(bytes));
-      if (s->order == 0 && bytes <= kMaxCachedBytes && decay_ms_ != 0) {
+      if (s->order == 0 && bytes <= kMaxCachedBytes && decay_ms_ != 0 && may_cache) {
         // The page-map entry stays: a second free of it sees state
         // kLargeCached and is refused.
         CacheLocked(s, now_ms, evicted, &n_evicted);

@@ -21,8 +21,9 @@
 // compares: when strata's fresh pages explain at most half of that growth,
 // somebody else is growing the process past its peak. Sample says so, and
 // the purger gives back what strata holds and turns eager for a while
-// (alloc/strata.cc, "Watch": every few milliseconds it gives back what has
-// been free a few milliseconds, and central lists keep no empty span). A
+// (alloc/strata.cc, "Watch": every millisecond it gives back what has
+// been free two, central lists keep no empty span, and freed large
+// mappings are not cached). A
 // program whose growth is its own allocations (python3 with
 // PYTHONMALLOC=malloc) is left alone: its peak grows with what strata
 // hands out.

@@ -554,6 +554,21 @@ TEST_F(LargeCacheTest, AFreedMappingIsReusedWithoutSyscalls) {
   large.Free(SpanAt(q), os.now_ms);
 }
 
+TEST_F(LargeCacheTest, AFreeThatMayNotCacheUnmapsAtOnce) {
+  // The growth watch's eager spell: a cached mapping would add to a peak
+  // the rest of the process is pushing up.
+  void* p = large.Alloc(2 * kMiB, kPageSize);
+  ASSERT_NE(p, nullptr);
+  const size_t unmaps = os.unmaps;
+  large.Free(SpanAt(p), os.now_ms, /*may_cache=*/false);
+  EXPECT_EQ(os.unmaps, unmaps + 1);
+  LargeStats st = large.Stats();
+  EXPECT_EQ(st.cached, 0u);
+  EXPECT_EQ(st.cached_bytes, 0u);
+  EXPECT_EQ(st.live, 0u);
+  EXPECT_EQ(st.frees, 1u);
+}
+
 TEST_F(LargeCacheTest, ABiggerMappingIsSplitAndTheRestStaysCached) {
   void* p = large.Alloc(8 * kMiB, kPageSize);
   memset(p, 0x77, 8 * kMiB);
