@@ -181,8 +181,13 @@ struct Watch {
   static bool Eager() { return g_heap.pages.eager(); }
   static void SetEager(bool on) { g_heap.pages.set_eager(on); }
 
-  // Gives back what has been free (or cached) for kEagerIdleMs.
+  // Gives back what has been free (or cached) for kEagerIdleMs, and the
+  // pages inside free objects of 8 KiB and more in spans with objects out
+  // (CentralList::ReleaseInsideFreeObjects; not in checking mode).
   static void ReleaseIdleNow(uint64_t now) {
+    if (!g_check) {
+      for (size_t c = 1; c < kNumClasses; ++c) g_heap.central[c].ReleaseInsideFreeObjects();
+    }
     const uint64_t cutoff = now > kEagerIdleMs ? now - kEagerIdleMs : 0;
     g_heap.pages.ReleaseFree(cutoff);
     g_heap.large.Purge(cutoff);

@@ -50,6 +50,7 @@ struct Heap {
   }
   void InsertRange(size_t cls, void* head, void* tail, int n) { central[cls].InsertRange(head, tail, n); }
   void ReturnToSpans(size_t cls, void* head, int n) { central[cls].InsertRange(head, n); }
+  bool Eager() const { return pages.eager(); }
 };
 
 // Set-up writes every class's central list: they should stay a few pages.

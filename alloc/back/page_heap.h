@@ -192,6 +192,17 @@ class PageHeap {
     const size_t released = ReleaseDetached(SIZE_MAX);
     return released + ShrinkBreak(cutoff);
   }
+
+  // Gives back the pages of [start, start + bytes), inside a span the
+  // caller owns and whose contents there nobody needs (free objects:
+  // CentralList::ReleaseInsideFreeObjects), and counts them. Returns bytes.
+  size_t ReleaseRange(uintptr_t start, size_t bytes) {
+    os_->Release(reinterpret_cast<void*>(start), bytes, lazy_release_);
+    LockGuard g(lock_);
+    stats_.released_bytes_total += bytes;
+    return bytes;
+  }
+
   // Gives back the resident pages of every block free since `cutoff_ms`
   // or before, like ReleaseAll but without waiting for other threads'
   // releases, and with no limit on the blocks it looks at (the purger's

@@ -302,6 +302,45 @@ class CentralList {
     return transfer_n_ != 0;
   }
 
+  // Gives back to the OS the pages that lie wholly inside this class's
+  // free objects, in spans that still have objects out, for classes of
+  // kReleaseInsideFrom bytes and more (size_class.h): the purger's growth
+  // watch, while the rest of the process grows past its peak
+  // (alloc/stats/growth.h). In a
+  // span of five 48 KiB objects, one live object kept the other four
+  // resident. Each free object keeps its first page, which holds the
+  // free-list link and the mark this writes into its second word
+  // (InsideReleasedMark): the watch looks every millisecond, and a marked
+  // object is not given back again. The mark is cleared when the object
+  // leaves its span (RemoveFromSpansLocked), so a marked object on a free
+  // list was given back and not handed out since. madvise runs under this
+  // list's lock: no object may be handed out while its pages go back. Not
+  // in checking mode: its marker lives in the second word and its fill
+  // would read back as zeros (alloc/strata.cc). Objects in the transfer
+  // cache are left alone (the watch first drains it: ReleaseEmpty).
+  // Returns the bytes given back.
+  //
+  // g++'s peak RSS: 315.4 -> 314.9 MiB (glibc 314.7; 5 interleaved reps),
+  // its time unchanged; from 5 KiB instead of 8, 315.0.
+  size_t ReleaseInsideFreeObjects() {
+    if (size_ < kReleaseInsideFrom) return 0;
+    size_t bytes = 0;
+    LockGuard g(lock_);
+    for (const SpanList& list : partial_) {
+      for (const Span* s = list.head; s != nullptr; s = s->next) {
+        for (void* o = s->freelist; o != nullptr; o = *static_cast<void**>(o)) {
+          uintptr_t* w = static_cast<uintptr_t*>(o);
+          if (w[1] == InsideReleasedMark(o)) continue;
+          const uintptr_t lo = AlignUp(uintptr_t(o) + 2 * sizeof(uintptr_t), kPageSize);
+          const uintptr_t hi = AlignDown(uintptr_t(o) + size_, kPageSize);
+          if (hi > lo) bytes += heap_->ReleaseRange(lo, hi - lo);
+          w[1] = InsideReleasedMark(o);
+        }
+      }
+    }
+    return bytes;
+  }
+
   // Gives every empty span back to the page heap (malloc_trim).
   void ReleaseEmpty() {
     DrainIdle(true);
@@ -398,6 +437,18 @@ class CentralList {
 
   static constexpr unsigned kBuckets = 4;
 
+  // What ReleaseInsideFreeObjects writes into a free object's second word
+  // once its inside pages went back: it names the object, so that a value
+  // a program left there matches by chance only (and then costs only a
+  // release not made).
+  static uintptr_t InsideReleasedMark(const void* o) { return uintptr_t(o) ^ 0x52454c4541534544ull; }
+  // Only the mark: checking mode keeps its own marker in that word (and
+  // never gets this one).
+  static void ClearInsideReleasedMark(void* o) {
+    uintptr_t* w = static_cast<uintptr_t*>(o);
+    if (w[1] == InsideReleasedMark(o)) w[1] = 0;
+  }
+
   // RemoveRange's work when the transfer cache has no batch for it.
   int RemoveFromSpansLocked(void** head, void** tail, int n, int fresh, Owed* owed) {
     void* first = nullptr;
@@ -434,6 +485,7 @@ class CentralList {
         if (s->freelist != nullptr) {
           o = s->freelist;
           s->freelist = *static_cast<void**>(o);
+          if (size_ >= kReleaseInsideFrom) ClearInsideReleasedMark(o);
         } else if (fresh_left && s->bump + size_ <= limit) {
           o = reinterpret_cast<void*>(s->bump);
           s->bump += size_;

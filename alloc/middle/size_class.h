@@ -62,6 +62,11 @@ inline constexpr size_t kMaxSmall = 64 * 1024;
 inline constexpr size_t kMaxSmallStep16 = 8192;
 // The most objects moved between a thread cache and a central list at once.
 inline constexpr size_t kMaxBatch = 32;
+// Free objects of this size and more have the pages inside them given
+// back while the purger's growth watch is eager (CentralList::
+// ReleaseInsideFreeObjects), and thread caches give them back to their
+// spans so that it can (ThreadCache::CollectIdle).
+inline constexpr size_t kReleaseInsideFrom = 8 << 10;
 
 struct ClassInfo {
   uint32_t size;      // object size in bytes

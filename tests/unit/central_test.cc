@@ -294,6 +294,88 @@ TEST(CentralEmptySpans, NoneIsKeptWhileThePageHeapIsEager) {
   EXPECT_TRUE(h.Checked());
 }
 
+// The growth watch gives back the pages inside free objects of 8 KiB and
+// more whose spans still have objects out; each free object keeps its
+// first page (its link), live objects keep everything, and an object given
+// back once is not given back again until it was handed out.
+TEST(CentralReleaseInside, FreeObjectsKeepTheirFirstPageAndLiveOnesAllOfIt) {
+  const size_t cls = SizeToClass(48 << 10);
+  const size_t size = Info(cls).size;
+  ASSERT_GE(Info(cls).objects, 3u);
+  FakeHeap h;
+  Central c;
+  std::vector<void*> slots(Central::TransferPointers(cls));
+  c.Init(uint8_t(cls), &h.heap, slots.data());
+  std::vector<void*> got = Take(c, int(Info(cls).objects));
+  for (size_t i = 0; i < got.size(); ++i) memset(got[i], int(0x40 + i), size);
+  std::vector<void*> freed(got.begin() + 1, got.end());  // got[0] stays live
+  Give(c, freed);
+  ASSERT_EQ(c.Stats().partial_spans, 1u);
+
+  size_t expect = 0;
+  for (void* o : freed) {
+    const uintptr_t lo = AlignUp(uintptr_t(o) + 16, kPageSize), hi = AlignDown(uintptr_t(o) + size, kPageSize);
+    expect += hi - lo;
+  }
+  const size_t releases = h.os.releases;
+  EXPECT_EQ(c.ReleaseInsideFreeObjects(), expect);
+  EXPECT_EQ(h.os.releases, releases + freed.size());
+  EXPECT_EQ(c.ReleaseInsideFreeObjects(), 0u) << "marked: not given back twice";
+  EXPECT_EQ(h.heap.Stats().released_bytes_total, expect);
+
+  const unsigned char* live = static_cast<const unsigned char*>(got[0]);
+  for (size_t i = 0; i < size; ++i) ASSERT_EQ(live[i], 0x40) << "the live object is whole at " << i;
+  for (size_t j = 0; j < freed.size(); ++j) {
+    const unsigned char* b = static_cast<const unsigned char*>(freed[j]);
+    const uintptr_t o = uintptr_t(freed[j]);
+    const size_t keep = AlignUp(o + 16, kPageSize) - o;
+    const size_t end = AlignDown(o + size, kPageSize) - o;
+    for (size_t i = 16; i < keep; ++i) ASSERT_EQ(b[i], 0x41 + j) << "its first page stays, at " << i;
+    for (size_t i = keep; i < end; ++i) ASSERT_EQ(b[i], 0) << "its inside pages came back zeroed, at " << i;
+    for (size_t i = end; i < size; ++i) ASSERT_EQ(b[i], 0x41 + j) << "a last page it shares stays, at " << i;
+  }
+
+  // Handed out again, an object loses its mark: freed again, its inside
+  // pages go back again.
+  std::vector<void*> again = Take(c, int(freed.size()));
+  for (void* o : again) memset(o, 0x7f, size);
+  Give(c, again);
+  EXPECT_EQ(c.ReleaseInsideFreeObjects(), expect);
+
+  // Handed out, an object keeps whatever else its second word holds
+  // (checking mode's marker lives there).
+  std::vector<void*> one = Take(c, 1);
+  static_cast<uintptr_t*>(one[0])[1] = 0x1234;
+  Give(c, one);
+  one = Take(c, 1);
+  EXPECT_EQ(static_cast<uintptr_t*>(one[0])[1], 0x1234u);
+  Give(c, one);
+
+  // Every object back: the span (256 KiB, over what a list keeps empty)
+  // goes back to the page heap.
+  ASSERT_EQ(Central::MaxEmptySpans(cls), 0u);
+  Give(c, {got[0]});
+  EXPECT_EQ(c.Stats().spans, 0u);
+  EXPECT_EQ(h.heap.Stats().used_pages, 0u);
+  EXPECT_TRUE(h.Checked());
+}
+
+TEST(CentralReleaseInside, SmallerClassesAreLeftAlone) {
+  const size_t cls = SizeToClass(4096);
+  FakeHeap h;
+  Central c;
+  std::vector<void*> slots(Central::TransferPointers(cls));
+  c.Init(uint8_t(cls), &h.heap, slots.data());
+  std::vector<void*> got = Take(c, 4);
+  for (void* o : got) memset(o, 1, Info(cls).size);
+  Give(c, std::vector<void*>(got.begin() + 1, got.end()));
+  const size_t releases = h.os.releases;
+  EXPECT_EQ(c.ReleaseInsideFreeObjects(), 0u);
+  EXPECT_EQ(h.os.releases, releases);
+  Give(c, {got[0]});
+  EXPECT_TRUE(h.Checked());
+}
+
 TEST_F(CentralTest, ReturnedObjectsAreReusedBeforeNewOnes) {
   Use(SizeToClass(48));
   std::vector<void*> first = Take(c, 10);

@@ -97,6 +97,8 @@ struct FakeBackend {
   size_t remove_calls = 0, insert_calls = 0, span_returns = 0, removed = 0, inserted = 0, errors = 0;
   int last_remove_n = 0, last_remove_fresh = 0, last_insert_n = 0;
   bool fail = false;
+  bool eager = false;
+  bool Eager() const { return eager; }
 };
 
 using Cache = ThreadCache<FakeBackend>;
@@ -562,6 +564,39 @@ TEST_F(ThreadCacheIdle, AClassStillAllocatedKeepsItsList) {
   }
   EXPECT_GT(tc.lists[used].length(), uint32_t(Info(used).batch));
   EXPECT_EQ(b.span_returns, 0u);
+}
+
+TEST_F(ThreadCacheIdle, WhileEagerListsOfBigObjectsGoBackWholeToTheirSpans) {
+  const size_t big = SizeToClass(kReleaseInsideFrom);
+  const size_t small = big - 1;  // the class below
+  ASSERT_GE(Info(big).size, kReleaseInsideFrom);
+  ASSERT_LT(Info(small).size, kReleaseInsideFrom);
+  // Lists still in use, longer than a batch, so that only eager empties them.
+  GrowList(big, 40);
+  GrowList(small, 40);
+  for (size_t c : {big, small}) ASSERT_GT(tc.lists[c].length(), uint32_t(Info(c).batch));
+  Push(tc, big, Pop(tc, big, b), b);
+  Push(tc, small, Pop(tc, small, b), b);
+  SlowEvents(int(Cache::kCheckPeriod));
+  for (size_t c : {big, small}) ASSERT_GT(tc.lists[c].length(), 0u) << "not eager: kept";
+  const uint32_t small_cached = tc.lists[small].length();
+
+  b.eager = true;
+  const size_t returns = b.span_returns;
+  Push(tc, big, Pop(tc, big, b), b);
+  Push(tc, small, Pop(tc, small, b), b);
+  SlowEvents(int(Cache::kCheckPeriod));
+  EXPECT_EQ(tc.lists[big].length(), 0u);
+  EXPECT_EQ(b.OutOf(big), 0u) << "every cached object is back in the backend";
+  EXPECT_EQ(tc.lists[big].max, uint32_t(Info(big).batch));
+  EXPECT_EQ(b.span_returns, returns + 1) << "one chain, into the spans";
+  EXPECT_EQ(tc.lists[small].length(), small_cached) << "smaller objects stay cached";
+  EXPECT_TRUE(ListOk(tc, big));
+  EXPECT_TRUE(ListOk(tc, small));
+  void* p = Pop(tc, big, b);  // the class still works
+  ASSERT_NE(p, nullptr);
+  Push(tc, big, p, b);
+  b.eager = false;
 }
 
 }  // namespace
