@@ -303,25 +303,33 @@ class CentralList {
   }
 
   // Gives back to the OS the pages that lie wholly inside this class's
-  // free objects, in spans that still have objects out, for classes of
-  // kReleaseInsideFrom bytes and more (size_class.h): the purger's growth
-  // watch, while the rest of the process grows past its peak
-  // (alloc/stats/growth.h). In a
-  // span of five 48 KiB objects, one live object kept the other four
-  // resident. Each free object keeps its first page, which holds the
-  // free-list link and the mark this writes into its second word
-  // (InsideReleasedMark): the watch looks every millisecond, and a marked
-  // object is not given back again. The mark is cleared when the object
-  // leaves its span (RemoveFromSpansLocked), so a marked object on a free
-  // list was given back and not handed out since. madvise runs under this
-  // list's lock: no object may be handed out while its pages go back. Not
-  // in checking mode: its marker lives in the second word and its fill
-  // would read back as zeros (alloc/strata.cc). Objects in the transfer
-  // cache are left alone (the watch first drains it: ReleaseEmpty).
-  // Returns the bytes given back.
+  // free objects that were already free at the previous call, in spans
+  // that still have objects out, for classes of kReleaseInsideFrom bytes
+  // and more (size_class.h): the purger's growth watch, while the rest of
+  // the process grows past its peak (alloc/stats/growth.h). In a span of
+  // five 48 KiB objects, one live object kept the other four resident.
   //
-  // g++'s peak RSS: 315.4 -> 314.9 MiB (glibc 314.7; 5 interleaved reps),
-  // its time unchanged; from 5 KiB instead of 8, 315.0.
+  // Each free object keeps its first page, which holds the free-list link
+  // and a mark in its second word: the first call that finds the object
+  // free marks it seen, the next one gives its inside pages back and marks
+  // it released (and later calls pass it by). The mark is cleared when the
+  // object leaves its span (RemoveFromSpansLocked), so a marked object was
+  // free all along since it was marked: the calls' spacing is an idle
+  // bound, as for free blocks, so that a program that frees and
+  // reallocates objects at once does not fault them in again each time.
+  // madvise runs under this list's lock: no object may be handed out while
+  // its pages go back. Not in checking mode: its marker lives in the second
+  // word and its fill would read back as zeros (alloc/strata.cc). Objects
+  // in the transfer cache are left alone (the watch drains it first:
+  // ReleaseEmpty). Returns the bytes given back.
+  //
+  // g++'s peak RSS: 315.4 -> 315.0 MiB (glibc 314.7; 7 interleaved reps;
+  // from 5 KiB instead of 8, no better), and 314.6 with thread caches
+  // sending their objects above 1 KiB to their spans while eager
+  // (ThreadCache::CollectIdle). The program that churns 1-64 KiB blocks
+  // while it grows (alloc/strata.cc, Watch) ran 1.8x slower when every
+  // call gave back every free object; with the idle bound, 5% (0.59 ->
+  // 0.62 s).
   size_t ReleaseInsideFreeObjects() {
     if (size_ < kReleaseInsideFrom) return 0;
     size_t bytes = 0;
@@ -330,11 +338,15 @@ class CentralList {
       for (const Span* s = list.head; s != nullptr; s = s->next) {
         for (void* o = s->freelist; o != nullptr; o = *static_cast<void**>(o)) {
           uintptr_t* w = static_cast<uintptr_t*>(o);
-          if (w[1] == InsideReleasedMark(o)) continue;
+          if (w[1] == InsideMark(o, kReleased)) continue;
+          if (w[1] != InsideMark(o, kSeen)) {
+            w[1] = InsideMark(o, kSeen);
+            continue;
+          }
           const uintptr_t lo = AlignUp(uintptr_t(o) + 2 * sizeof(uintptr_t), kPageSize);
           const uintptr_t hi = AlignDown(uintptr_t(o) + size_, kPageSize);
           if (hi > lo) bytes += heap_->ReleaseRange(lo, hi - lo);
-          w[1] = InsideReleasedMark(o);
+          w[1] = InsideMark(o, kReleased);
         }
       }
     }
@@ -437,16 +449,18 @@ class CentralList {
 
   static constexpr unsigned kBuckets = 4;
 
-  // What ReleaseInsideFreeObjects writes into a free object's second word
-  // once its inside pages went back: it names the object, so that a value
-  // a program left there matches by chance only (and then costs only a
-  // release not made).
-  static uintptr_t InsideReleasedMark(const void* o) { return uintptr_t(o) ^ 0x52454c4541534544ull; }
-  // Only the mark: checking mode keeps its own marker in that word (and
-  // never gets this one).
-  static void ClearInsideReleasedMark(void* o) {
+  // The marks ReleaseInsideFreeObjects writes into a free object's second
+  // word. They name the object, so that a value a program left there
+  // matches by chance only (and then costs a release made early or not at
+  // all, never a wrong one: the object is free either way).
+  static constexpr uintptr_t kSeen = 0x5345454e5345454eull;      // "SEENSEEN"
+  static constexpr uintptr_t kReleased = 0x52454c4541534544ull;  // "RELEASED"
+  static uintptr_t InsideMark(const void* o, uintptr_t kind) { return uintptr_t(o) ^ kind; }
+  // Only a mark: checking mode keeps its own marker in that word (and never
+  // gets these).
+  static void ClearInsideMark(void* o) {
     uintptr_t* w = static_cast<uintptr_t*>(o);
-    if (w[1] == InsideReleasedMark(o)) w[1] = 0;
+    if (w[1] == InsideMark(o, kSeen) || w[1] == InsideMark(o, kReleased)) w[1] = 0;
   }
 
   // RemoveRange's work when the transfer cache has no batch for it.
@@ -485,7 +499,7 @@ class CentralList {
         if (s->freelist != nullptr) {
           o = s->freelist;
           s->freelist = *static_cast<void**>(o);
-          if (size_ >= kReleaseInsideFrom) ClearInsideReleasedMark(o);
+          if (size_ >= kReleaseInsideFrom) ClearInsideMark(o);
         } else if (fresh_left && s->bump + size_ <= limit) {
           o = reinterpret_cast<void*>(s->bump);
           s->bump += size_;

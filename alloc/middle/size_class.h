@@ -64,8 +64,8 @@ inline constexpr size_t kMaxSmallStep16 = 8192;
 inline constexpr size_t kMaxBatch = 32;
 // Free objects of this size and more have the pages inside them given
 // back while the purger's growth watch is eager (CentralList::
-// ReleaseInsideFreeObjects), and thread caches give them back to their
-// spans so that it can (ThreadCache::CollectIdle).
+// ReleaseInsideFreeObjects; thread caches then give objects above 1 KiB
+// back to their spans: ThreadCache::CollectIdle).
 inline constexpr size_t kReleaseInsideFrom = 8 << 10;
 
 struct ClassInfo {

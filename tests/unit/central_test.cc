@@ -295,9 +295,10 @@ TEST(CentralEmptySpans, NoneIsKeptWhileThePageHeapIsEager) {
 }
 
 // The growth watch gives back the pages inside free objects of 8 KiB and
-// more whose spans still have objects out; each free object keeps its
-// first page (its link), live objects keep everything, and an object given
-// back once is not given back again until it was handed out.
+// more whose spans still have objects out, once they were free at two
+// calls in a row; each free object keeps its first page (its link), live
+// objects keep everything, and an object given back once is not given
+// back again until it was handed out.
 TEST(CentralReleaseInside, FreeObjectsKeepTheirFirstPageAndLiveOnesAllOfIt) {
   const size_t cls = SizeToClass(48 << 10);
   const size_t size = Info(cls).size;
@@ -318,6 +319,8 @@ TEST(CentralReleaseInside, FreeObjectsKeepTheirFirstPageAndLiveOnesAllOfIt) {
     expect += hi - lo;
   }
   const size_t releases = h.os.releases;
+  EXPECT_EQ(c.ReleaseInsideFreeObjects(), 0u) << "the first call only marks them seen";
+  EXPECT_EQ(h.os.releases, releases);
   EXPECT_EQ(c.ReleaseInsideFreeObjects(), expect);
   EXPECT_EQ(h.os.releases, releases + freed.size());
   EXPECT_EQ(c.ReleaseInsideFreeObjects(), 0u) << "marked: not given back twice";
@@ -336,11 +339,18 @@ TEST(CentralReleaseInside, FreeObjectsKeepTheirFirstPageAndLiveOnesAllOfIt) {
   }
 
   // Handed out again, an object loses its mark: freed again, its inside
-  // pages go back again.
+  // pages go back again, after two calls. One handed out and freed between
+  // the calls (reused at once) is not given back at the second.
   std::vector<void*> again = Take(c, int(freed.size()));
   for (void* o : again) memset(o, 0x7f, size);
   Give(c, again);
-  EXPECT_EQ(c.ReleaseInsideFreeObjects(), expect);
+  EXPECT_EQ(c.ReleaseInsideFreeObjects(), 0u);
+  std::vector<void*> reused = Take(c, 1);
+  Give(c, reused);
+  const uintptr_t r = uintptr_t(reused[0]);
+  EXPECT_EQ(c.ReleaseInsideFreeObjects(), expect - (AlignDown(r + size, kPageSize) - AlignUp(r + 16, kPageSize)));
+  EXPECT_EQ(static_cast<const unsigned char*>(reused[0])[size - 1], 0x7f) << "not given back";
+  EXPECT_EQ(c.ReleaseInsideFreeObjects(), AlignDown(r + size, kPageSize) - AlignUp(r + 16, kPageSize));
 
   // Handed out, an object keeps whatever else its second word holds
   // (checking mode's marker lives there).

@@ -567,13 +567,12 @@ TEST_F(ThreadCacheIdle, AClassStillAllocatedKeepsItsList) {
 }
 
 TEST_F(ThreadCacheIdle, WhileEagerListsOfBigObjectsGoBackWholeToTheirSpans) {
-  const size_t big = SizeToClass(kReleaseInsideFrom);
-  const size_t small = big - 1;  // the class below
-  ASSERT_GE(Info(big).size, kReleaseInsideFrom);
-  ASSERT_LT(Info(small).size, kReleaseInsideFrom);
+  const size_t small = SizeToClass(Cache::kSmallListClassBytes);
+  const size_t big = small + 1;  // the class above
+  ASSERT_GT(Info(big).size, Cache::kSmallListClassBytes);
   // Lists still in use, longer than a batch, so that only eager empties them.
-  GrowList(big, 40);
-  GrowList(small, 40);
+  GrowList(big, 100);
+  GrowList(small, 100);
   for (size_t c : {big, small}) ASSERT_GT(tc.lists[c].length(), uint32_t(Info(c).batch));
   Push(tc, big, Pop(tc, big, b), b);
   Push(tc, small, Pop(tc, small, b), b);
