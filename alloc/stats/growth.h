@@ -22,8 +22,9 @@
 // somebody else is growing the process past its peak. Sample says so, and
 // the purger gives back what strata holds and turns eager for a while
 // (alloc/strata.cc, "Watch": every millisecond it gives back what has
-// been free two, central lists keep no empty span, and freed large
-// mappings are not cached). A
+// been free two, central lists keep no empty span, freed large mappings
+// are not cached, and the pages inside free objects of 8 KiB and more go
+// back). A
 // program whose growth is its own allocations (python3 with
 // PYTHONMALLOC=malloc) is left alone: its peak grows with what strata
 // hands out.
