@@ -34,7 +34,8 @@
  *           (mmap, 1 MiB every 2 ms) without allocating: the purger sees
  *           the peak grow with no new pages of strata's and gives the
  *           freed memory back (purger.growth_releases, and the page heap's
- *           resident free bytes, down to a tenth).
+ *           resident free bytes, down to a tenth), and the pages inside
+ *           48 KiB objects freed among live ones (all but their first).
  *
  * What "resident" means, measured without allocating:
  *   - the program's effective resident set: Rss - LazyFree from
@@ -616,6 +617,29 @@ static void heap_held(long long *held, long long *growth_releases) {
   *growth_releases = shim_json_number(purger, "growth_releases");
 }
 
+/* 48 KiB objects, five to a span: one of every five stays live, so that no
+ * span empties; while the purger is eager, the pages inside the freed ones
+ * go back (CentralList::ReleaseInsideFreeObjects), all but the first. */
+enum { kInsideObjects = 60, kInsideBytes = 48 << 10 };
+static void *g_inside[kInsideObjects];
+
+/* How many of the freed 48 KiB objects have none of their inside pages
+ * resident. */
+static int inside_released(void) {
+  static unsigned char vec[kInsideBytes / 4096];
+  int n = 0;
+  for (int i = 0; i < kInsideObjects; ++i) {
+    if (i % 5 == 0) continue;
+    const uintptr_t lo = ((uintptr_t)g_inside[i] + 16 + 4095) & ~(uintptr_t)4095;
+    const uintptr_t hi = ((uintptr_t)g_inside[i] + kInsideBytes) & ~(uintptr_t)4095;
+    CHECK(mincore((void *)lo, hi - lo, vec) == 0);
+    int resident = 0;
+    for (uintptr_t k = 0; k < (hi - lo) / 4096; ++k) resident |= vec[k] & 1;
+    n += !resident;
+  }
+  return n;
+}
+
 static int run_growth(void) {
   setup("purge_growth", VEC_PAGES);
   require_background();
@@ -625,6 +649,17 @@ static int run_growth(void) {
   set_init(&s, MAX_OBJECTS);
   set_alloc(&s, 64 << 20, 0, 0, 0x6a09e667f3bcc908ull);
   set_free(&s);
+  for (int i = 0; i < kInsideObjects; ++i) {
+    g_inside[i] = malloc(kInsideBytes);
+    CHECK(g_inside[i] != NULL);
+    memset(g_inside[i], 0x5a, kInsideBytes);
+  }
+  for (int i = 0; i < kInsideObjects; ++i)
+    if (i % 5 != 0) free(g_inside[i]);
+  const int freed = kInsideObjects - kInsideObjects / 5;
+  /* The thread cache keeps up to 5 of them (256 KiB): no slow path of this
+   * thread runs while it grows, to send them back. */
+  const int want = freed - 8;
   sleep_ms(300);
   long long held, releases, releases_before;
   heap_held(&held, &releases_before);
@@ -648,9 +683,10 @@ static int run_growth(void) {
     grown += 1 << 20;
     sleep_ms(2);
     heap_held(&left, &releases);
-    if (left <= held / 10 && releases > releases_before)
+    if (left <= held / 10 && releases > releases_before && inside_released() >= want)
       break;
   }
+  const int inside = inside_released();
   printf("%s: %.1f MiB left resident %llu ms after the program began to "
          "grow, by %zu MiB (%lld growth releases)\n",
          g_name, left / MIB, (unsigned long long)(now_ms() - t0),
@@ -662,6 +698,14 @@ static int run_growth(void) {
          "%.1f of %.1f MiB still resident in the page heap while the "
          "process grew past its peak",
          left / MIB, held / MIB);
+  printf("%s: %d of %d freed 48 KiB objects in spans with live neighbours "
+         "have their inside pages given back\n",
+         g_name, inside, freed);
+  CHECKF(inside >= want,
+         "only %d of %d freed 48 KiB objects whose spans have objects out "
+         "had their inside pages given back",
+         inside, freed);
+  for (int i = 0; i < kInsideObjects; i += 5) free(g_inside[i]);
   munmap(mine, grow);
   return shim_finish();
 }
