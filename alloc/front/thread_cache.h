@@ -187,9 +187,10 @@ class ThreadCache {
   // objects of kReleaseInsideFrom bytes and more
   // (CentralList::ReleaseInsideFreeObjects), and spans that empty. At
   // g++'s peak, its cache held 350 KiB of objects of 8 KiB and more, and
-  // as much again above 1 KiB. g++'s peak RSS (7 interleaved reps, glibc
-  // 314.7 MiB): 314.8 with none of this, 314.8 with lists from 8 KiB,
-  // 314.6 from 1 KiB; every list: 314.4 but 7% slower.
+  // as much again above 1 KiB. g++'s peak RSS in two runs of 7
+  // interleaved reps (glibc 314.6 MiB in both): 315.0 without this, 314.9
+  // with lists from 8 KiB (both runs), 314.5 and 314.7 from 1 KiB; with
+  // every list 314.4, but the compile 7% slower.
   STRATA_NOINLINE void CollectIdle(Backend& backend) {
     const bool eager = backend.Eager();
     for (size_t c = 1; c < kNumClasses; ++c) {
