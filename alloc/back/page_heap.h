@@ -195,12 +195,14 @@ class PageHeap {
 
   // Gives back the pages of [start, start + bytes), inside a span the
   // caller owns and whose contents there nobody needs (free objects:
-  // CentralList::ReleaseInsideFreeObjects), and counts them. Returns bytes.
-  size_t ReleaseRange(uintptr_t start, size_t bytes) {
+  // CentralList::ReleaseInsideFreeObjects). The caller counts what it gave
+  // back once it is done (CountReleased), not a lock round per range.
+  void ReleaseRange(uintptr_t start, size_t bytes) {
     os_->Release(reinterpret_cast<void*>(start), bytes, lazy_release_);
+  }
+  void CountReleased(size_t bytes) {
     LockGuard g(lock_);
     stats_.released_bytes_total += bytes;
-    return bytes;
   }
 
   // Gives back the resident pages of every block free since `cutoff_ms`

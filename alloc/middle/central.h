@@ -345,11 +345,15 @@ class CentralList {
           }
           const uintptr_t lo = AlignUp(uintptr_t(o) + 2 * sizeof(uintptr_t), kPageSize);
           const uintptr_t hi = AlignDown(uintptr_t(o) + size_, kPageSize);
-          if (hi > lo) bytes += heap_->ReleaseRange(lo, hi - lo);
+          if (hi > lo) {
+            heap_->ReleaseRange(lo, hi - lo);
+            bytes += hi - lo;
+          }
           w[1] = InsideMark(o, kReleased);
         }
       }
     }
+    if (bytes != 0) heap_->CountReleased(bytes);
     return bytes;
   }
 

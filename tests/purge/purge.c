@@ -626,15 +626,15 @@ static void *g_inside[kInsideObjects];
 /* How many of the freed 48 KiB objects have none of their inside pages
  * resident. */
 static int inside_released(void) {
-  static unsigned char vec[kInsideBytes / 4096];
   int n = 0;
   for (int i = 0; i < kInsideObjects; ++i) {
     if (i % 5 == 0) continue;
-    const uintptr_t lo = ((uintptr_t)g_inside[i] + 16 + 4095) & ~(uintptr_t)4095;
-    const uintptr_t hi = ((uintptr_t)g_inside[i] + kInsideBytes) & ~(uintptr_t)4095;
-    CHECK(mincore((void *)lo, hi - lo, vec) == 0);
+    const uintptr_t lo = ((uintptr_t)g_inside[i] + 16 + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+    const uintptr_t hi = ((uintptr_t)g_inside[i] + kInsideBytes) & ~(uintptr_t)(PAGE - 1);
+    CHECK((hi - lo) / PAGE <= g_vec_pages);
+    CHECK(mincore((void *)lo, hi - lo, g_vec) == 0);
     int resident = 0;
-    for (uintptr_t k = 0; k < (hi - lo) / 4096; ++k) resident |= vec[k] & 1;
+    for (uintptr_t k = 0; k < (hi - lo) / PAGE; ++k) resident |= g_vec[k] & 1;
     n += !resident;
   }
   return n;
